@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from adapter.core.model import (
     MetricName,
+    MetricValue,
     Namespace,
     NodeName,
     ObjectRef,
@@ -77,3 +78,15 @@ class Source(Protocol):
         targets: Sequence[Target],
         metric_selector: Selector,
     ) -> Mapping[ObjectRef, Sample]: ...
+
+
+class Recorder(Protocol):
+    """Where the resolver reports what it served and what it left out.
+
+    Implemented by the HTTP edge with Prometheus series, so Grafana shows
+    exactly what the HPA saw. Must be cheap: it runs on the request path.
+    """
+
+    def served(self, values: Sequence[MetricValue]) -> None: ...
+
+    def omitted(self, metric: MetricName, reason: str, count: int) -> None: ...

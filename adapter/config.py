@@ -1,0 +1,377 @@
+"""The rules file: strict YAML -> Catalogue, every problem reported at once.
+
+Shape (all keys optional; unknown keys are errors)::
+
+    serving:
+      omitUnready: true        # leave out pods that are not Ready ...
+      warmup: 30s              # ... or Ready for less than this
+    includeDefaults: true      # keep the built-in mission metrics
+    prometheus:                # source-wide settings, validated by the Prometheus source
+      namespaceLabel: namespace
+      podLabel: pod
+    metrics:
+      - name: inference_latency_p95          # a built-in name: fields given here override it
+        prometheus: {histogram: my_duration_seconds}
+      - name: tokens_per_second
+        source: prometheus
+        resources: [pods, deployments.apps]
+        unit: tokens/s
+        aggregate: sum
+        prometheus:
+          query: sum by (<<groupBy>>) (rate(tokens_total{<<matchers>>}[<<window>>]))
+          window: 1m
+
+A metric entry whose name is a built-in inherits every field it does not set
+(the ``prometheus``/``gpu`` block is merged key by key), so users change a series
+name or a quantile without restating the rule.
+
+Errors carry the file and line of the offending node: ``rules.yaml:12: metrics[1].aggregate:
+must be one of mean, sum, max, histogram``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adapter.core.catalogue import Aggregation, Catalogue, MetricSpec, ServingPolicy, resource_kind
+from adapter.core.durations import parse_duration
+from adapter.core.model import MetricName, ResourceKind
+
+# A source's check of one metric's block: (key path, message) pairs, empty when valid.
+MetricValidator = Callable[[MetricSpec, Mapping[str, Any]], list[tuple[str, str]]]
+# A source's check of its top-level block (e.g. ``prometheus:``).
+BlockValidator = Callable[[Mapping[str, Any]], list[tuple[str, str]]]
+
+SOURCES = ("prometheus", "gpu")
+_TOP_KEYS = frozenset({"serving", "includeDefaults", "metrics", *SOURCES})
+_SERVING_KEYS = frozenset({"omitUnready", "warmup"})
+_METRIC_KEYS = frozenset(
+    {"name", "source", "resources", "unit", "description", "aggregate", *SOURCES}
+)
+_WORKLOADS = ("pods", "deployments.apps", "statefulsets.apps")
+
+BUILTIN_METRICS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "inference_latency_p95",
+        "source": "prometheus",
+        "resources": list(_WORKLOADS),
+        "unit": "seconds",
+        "description": "p95 of inference request latency; "
+        "for workloads, the quantile of their pods' merged histograms",
+        "aggregate": "histogram",
+        "prometheus": {"histogram": "inference_duration_seconds", "quantile": 0.95, "window": "2m"},
+    },
+    {
+        "name": "inference_queue_depth",
+        "source": "prometheus",
+        "resources": list(_WORKLOADS),
+        "unit": "requests waiting",
+        "description": "requests waiting in the server's queue; for workloads, the sum over pods",
+        "aggregate": "sum",
+        "prometheus": {"gauge": "inference_queue_depth"},
+    },
+    {
+        "name": "gpu_utilization",
+        "source": "gpu",
+        "resources": [*_WORKLOADS, "nodes"],
+        "unit": "percent",
+        "description": "GPU busy time over the collector's window, measured through NVML; "
+        "for workloads the mean over their pods, for nodes over their GPUs",
+        "aggregate": "mean",
+        "gpu": {},
+    },
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The rules file is invalid. ``issues`` holds every problem found, not just the first."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        super().__init__("\n".join(str(issue) for issue in issues))
+        self.issues = issues
+
+
+@dataclass
+class _Located:
+    """A plain value tree plus the line of every path in it."""
+
+    value: Any
+    lines: dict[str, int] = field(default_factory=dict)
+
+
+def _to_python(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _to_python(key_node, f"{path}.<key>", lines)
+            child = f"{path}.{key}" if path else str(key)
+            if key in result:
+                lines[child] = key_node.start_mark.line + 1
+                raise _DuplicateKey(child, key_node.start_mark.line + 1)
+            result[key] = _to_python(value_node, child, lines)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, f"{path}[{i}]", lines) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, path: str, line: int) -> None:
+        super().__init__(path)
+        self.path = path
+        self.line = line
+
+
+def _parse_yaml(text: str, file: str) -> _Located:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else None
+        raise ConfigError([ConfigIssue(file, line, "", f"invalid YAML: {e.problem}")]) from e
+    except yaml.YAMLError as e:
+        raise ConfigError([ConfigIssue(file, None, "", f"invalid YAML: {e}")]) from e
+    lines: dict[str, int] = {}
+    if node is None:
+        return _Located({}, lines)
+    try:
+        value = _to_python(node, "", lines)
+    except _DuplicateKey as e:
+        raise ConfigError([ConfigIssue(file, e.line, e.path, "duplicate key")]) from e
+    return _Located(value, lines)
+
+
+class _Collector:
+    def __init__(self, file: str, lines: Mapping[str, int]) -> None:
+        self.file = file
+        self.lines = lines
+        self.issues: list[ConfigIssue] = []
+
+    def add(self, path: str, message: str) -> None:
+        line = None
+        probe = path
+        while probe:
+            if probe in self.lines:
+                line = self.lines[probe]
+                break
+            probe = probe.rpartition(".")[0] if "." in probe else probe.rpartition("[")[0]
+        self.issues.append(ConfigIssue(self.file, line, path, message))
+
+    def mapping(self, value: Any, path: str, allowed: frozenset[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.add(path, f"must be a mapping, got {type(value).__name__}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.add(
+                    f"{path}.{key}" if path else str(key),
+                    f"unknown key (allowed: {', '.join(sorted(allowed))})",
+                )
+        return value
+
+
+def load_catalogue(
+    path: Path | None,
+    metric_validators: Mapping[str, MetricValidator] | None = None,
+    block_validators: Mapping[str, BlockValidator] | None = None,
+) -> Catalogue:
+    """Read and validate a rules file (None: the built-in defaults only).
+
+    Raises ConfigError listing every problem with file and line. Source blocks
+    are checked by the validators the composition root registers per source.
+    """
+    if path is None:
+        return build_catalogue({}, "<built-in>", {}, metric_validators, block_validators)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read: {e}")]) from e
+    located = _parse_yaml(text, str(path))
+    return build_catalogue(
+        located.value, str(path), located.lines, metric_validators, block_validators
+    )
+
+
+def build_catalogue(
+    raw: Any,
+    file: str,
+    lines: Mapping[str, int],
+    metric_validators: Mapping[str, MetricValidator] | None = None,
+    block_validators: Mapping[str, BlockValidator] | None = None,
+) -> Catalogue:
+    issues = _Collector(file, lines)
+    top = issues.mapping(raw if raw is not None else {}, "", _TOP_KEYS)
+    policy = _serving(top.get("serving", {}), issues)
+    include_defaults = top.get("includeDefaults", True)
+    if not isinstance(include_defaults, bool):
+        issues.add("includeDefaults", "must be true or false")
+        include_defaults = True
+    source_settings: dict[str, Any] = {}
+    for source in SOURCES:
+        block = top.get(source, {})
+        if not isinstance(block, dict):
+            issues.add(source, "must be a mapping")
+            continue
+        source_settings[source] = block
+        validator = (block_validators or {}).get(source)
+        for sub, message in validator(block) if validator else []:
+            issues.add(f"{source}.{sub}", message)
+    entries = top.get("metrics", [])
+    if not isinstance(entries, list):
+        issues.add("metrics", "must be a list of metric rules")
+        entries = []
+    metrics = _metrics(
+        entries, bool(include_defaults), issues, metric_validators or {}, source_settings
+    )
+    if issues.issues:
+        raise ConfigError(issues.issues)
+    return Catalogue(metrics=metrics, policy=policy, source_settings=source_settings)
+
+
+def _serving(raw: Any, issues: _Collector) -> ServingPolicy:
+    block = issues.mapping(raw, "serving", _SERVING_KEYS)
+    omit = block.get("omitUnready", True)
+    if not isinstance(omit, bool):
+        issues.add("serving.omitUnready", "must be true or false")
+        omit = True
+    warmup = 30.0
+    if "warmup" in block:
+        try:
+            warmup = parse_duration(str(block["warmup"]))
+        except ValueError as e:
+            issues.add("serving.warmup", str(e))
+    return ServingPolicy(omit_unready=omit, warmup_seconds=warmup)
+
+
+def _metrics(
+    entries: list[Any],
+    include_defaults: bool,
+    issues: _Collector,
+    validators: Mapping[str, MetricValidator],
+    source_settings: Mapping[str, Any],
+) -> dict[MetricName, MetricSpec]:
+    builtins = {str(entry["name"]): entry for entry in BUILTIN_METRICS}
+    merged: dict[str, tuple[str, dict[str, Any]]] = {}
+    if include_defaults:
+        merged.update({name: ("", dict(entry)) for name, entry in builtins.items()})
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        path = f"metrics[{index}]"
+        block = issues.mapping(entry, path, _METRIC_KEYS)
+        name = block.get("name")
+        if not isinstance(name, str) or not _valid_metric_name(name):
+            issues.add(
+                f"{path}.name", "required: a metric name (no '/', '%', '?'; not '.' or '..')"
+            )
+            continue
+        if name in seen:
+            issues.add(f"{path}.name", f"metric {name!r} is defined twice")
+            continue
+        seen.add(name)
+        base = builtins.get(name, {}) if include_defaults else {}
+        merged[name] = (path, _merge(base, block))
+    result: dict[MetricName, MetricSpec] = {}
+    for name, (path, entry) in merged.items():
+        spec = _spec(name, entry, path, issues)
+        if spec is None:
+            continue
+        validator = validators.get(spec.source)
+        settings = source_settings.get(spec.source, {})
+        for sub, message in validator(spec, settings) if validator else []:
+            issues.add(
+                f"{path}.{spec.source}.{sub}" if path else f"{name}.{spec.source}.{sub}", message
+            )
+        result[spec.name] = spec
+    return result
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if key in SOURCES and isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = {**base[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _spec(name: str, entry: Mapping[str, Any], path: str, issues: _Collector) -> MetricSpec | None:
+    where = path or name
+    source = entry.get("source")
+    if source not in SOURCES:
+        issues.add(f"{where}.source", f"required: one of {', '.join(SOURCES)}")
+        return None
+    resources = _resources(entry.get("resources", ["pods"]), f"{where}.resources", issues)
+    aggregate_raw = entry.get("aggregate", "mean")
+    try:
+        aggregate = Aggregation(aggregate_raw)
+    except ValueError:
+        issues.add(
+            f"{where}.aggregate", f"must be one of {', '.join(a.value for a in Aggregation)}"
+        )
+        aggregate = Aggregation.MEAN
+    for key in ("unit", "description"):
+        if not isinstance(entry.get(key, ""), str):
+            issues.add(f"{where}.{key}", "must be a string")
+    options = entry.get(source, {})
+    if not isinstance(options, dict):
+        issues.add(f"{where}.{source}", "must be a mapping")
+        options = {}
+    return MetricSpec(
+        name=MetricName(name),
+        source=source,
+        resources=resources,
+        unit=str(entry.get("unit", "")),
+        description=str(entry.get("description", "")),
+        aggregate=aggregate,
+        options=options,
+    )
+
+
+def _resources(raw: Any, path: str, issues: _Collector) -> tuple[ResourceKind, ...]:
+    if not isinstance(raw, list) or not raw:
+        issues.add(path, "must be a non-empty list such as [pods, deployments.apps]")
+        return ()
+    kinds: list[ResourceKind] = []
+    for index, item in enumerate(raw):
+        kind = resource_kind(str(item))
+        if kind is None:
+            issues.add(
+                f"{path}[{index}]",
+                f"unsupported resource {item!r} (supported: pods, deployments.apps, "
+                "statefulsets.apps, replicasets.apps, nodes, namespaces)",
+            )
+        elif kind not in kinds:
+            kinds.append(kind)
+    return tuple(kinds)
+
+
+def _valid_metric_name(name: str) -> bool:
+    return (
+        bool(name) and name not in {".", ".."} and not set("/%?") & set(name) and name.isprintable()
+    )
