@@ -1,0 +1,165 @@
+"""Kubernetes ``resource.Quantity`` strings and ``metav1.Time`` timestamps.
+
+A MetricValue's ``value`` is a Quantity string. The HPA reads it with
+``MilliValue()``, so precision below one milli-unit is lost anyway; values are
+therefore written in milli-units at most (``"235m"``), or as plain integers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, localcontext
+from typing import Final
+
+__all__ = ["format_quantity", "milli_value", "parse_quantity", "rfc3339"]
+
+_MILLI: Final = Decimal("0.001")
+_INT64_MAX: Final = 2**63 - 1
+_INT64_MIN: Final = -(2**63)
+_INT32_MIN: Final = -(2**31)
+_INT32_MAX: Final = 2**31 - 1
+# Longer mantissas are refused: no real Quantity has them, and they would only
+# cost time (Python also refuses int() of strings over 4300 digits).
+_MAX_DIGITS: Final = 1000
+# Enough digits for any float (about 1.8e308) at milli precision.
+_FLOAT_DIGITS: Final = 400
+
+
+def format_quantity(value: float) -> str:
+    """Render a finite float as a Kubernetes Quantity string in milli precision.
+
+    The float's shortest decimal representation (``Decimal(repr(value))``) is
+    rounded to 0.001 with ROUND_HALF_UP (ties away from zero). An integral
+    result prints as plain digits (``"10"``), any other as milli-units
+    (``"10500m"``). The result matches ``^-?[0-9]+m?$``: never an exponent,
+    never ``"-0"`` (``-0.0`` and ``-0.0004`` give ``"0"``), and huge values print
+    as plain digits, which the Quantity grammar accepts.
+
+    Examples: 0.2345 -> "235m", 0.1 -> "100m", 10.0 -> "10", 1e-4 -> "0",
+    -1.5 -> "-1500m".
+
+    Raises ValueError for NaN and infinities.
+    """
+    if not math.isfinite(value):
+        raise ValueError(f"a Quantity cannot represent {value!r}")
+    with localcontext() as ctx:
+        ctx.prec = _FLOAT_DIGITS
+        rounded = Decimal(repr(value)).quantize(_MILLI, rounding=ROUND_HALF_UP)
+        millis = int(rounded.scaleb(3))
+    if millis == 0:
+        return "0"
+    whole, fraction = divmod(millis, 1000)
+    if fraction == 0:
+        return str(whole)
+    return f"{millis}m"
+
+
+# <quantity> ::= <signedNumber><suffix>; <number> ::= digits | digits. | digits.digits | .digits
+_QUANTITY_RE: Final = re.compile(
+    r"(?P<sign>[+-]?)"
+    r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?P<suffix>[KMGTPE]i|[eE][+-]?[0-9]+|[numkMGTPE]?)"
+)
+_DECIMAL_SI: Final = {
+    "n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18,
+}  # fmt: skip
+_BINARY_SI: Final = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+
+
+def parse_quantity(text: str) -> Decimal:
+    """Parse a Kubernetes Quantity string into its exact value.
+
+    Grammar (``k8s.io/apimachinery/pkg/api/resource``): an optional sign, a
+    number (``1``, ``1.5``, ``1.``, ``.5``), then one suffix: decimal SI
+    (``n u m k M G T P E`` or none), binary SI (``Ki Mi Gi Ti Pi Ei``) or a
+    decimal exponent (``e3``, ``E-3``). No whitespace.
+
+    As Go's ``ParseQuantity`` does, a non-zero value finer than 1n is rounded
+    away from zero to the next nano, and a binary-SI value is capped at
+    2^63-1 in magnitude.
+
+    Raises ValueError for anything else, including the lone sign or dot that
+    Go's lenient scanner reads as 0, exponents beyond the int32 range (which
+    Go silently wraps) and mantissas of more than 1000 significant digits.
+    """
+    match = _QUANTITY_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"invalid quantity {text!r}: expected [+-]<number><suffix>")
+    sign, number, suffix = match.group("sign", "number", "suffix")
+    whole, _, fraction = number.partition(".")
+    digits = (whole + fraction).lstrip("0") or "0"
+    if len(digits) > _MAX_DIGITS:
+        raise ValueError(f"invalid quantity {text[:40]!r}...: more than {_MAX_DIGITS} digits")
+    exponent = -len(fraction)
+    multiplier = 1
+    if suffix in _BINARY_SI:
+        multiplier = 1 << _BINARY_SI[suffix]
+    elif suffix in _DECIMAL_SI:
+        exponent += _DECIMAL_SI[suffix]
+    else:  # e/E exponent
+        power = int(suffix[1:])
+        if not _INT32_MIN <= power <= _INT32_MAX:
+            raise ValueError(f"invalid quantity {text!r}: exponent out of range")
+        exponent += power
+    magnitude = int(digits) * multiplier
+    if magnitude == 0:
+        return Decimal(0)
+    if exponent < -9:
+        # Round away from zero to whole nano-units, as ParseQuantity does. Integer
+        # arithmetic only: a huge negative exponent must not build a huge power of 10.
+        shift = -9 - exponent
+        if shift > len(str(magnitude)):
+            magnitude = 1
+        else:
+            quotient, remainder = divmod(magnitude, 10**shift)
+            magnitude = quotient + (1 if remainder else 0)
+        exponent = -9
+    if multiplier != 1 and Decimal(f"{magnitude}E{exponent}") > _INT64_MAX:
+        magnitude, exponent = _INT64_MAX, 0
+    # Built from text: exact, whatever the exponent or length (arithmetic such as
+    # negation would round to the context's 28 digits).
+    return Decimal(f"{'-' if sign == '-' else ''}{magnitude}E{exponent}")
+
+
+def milli_value(text: str) -> int:
+    """The Quantity in milli-units, rounded up (ceiling), as Go's ``MilliValue()``.
+
+    ``"235m"`` -> 235, ``"1"`` -> 1000, ``"0.1m"`` -> 1, ``"-1.5m"`` -> -1.
+    For negative values that are not whole milli-units, Go's int64 fast path
+    rounds away from zero instead (-2 for ``"-1.5m"``); this follows the
+    documented ceiling. Raises ValueError for an invalid quantity, or one whose
+    milli value does not fit in an int64 (Go silently overflows).
+    """
+    amount = parse_quantity(text)
+    if amount.adjusted() > 18:
+        raise ValueError(f"quantity {text!r} overflows an int64 in milli-units")
+    with localcontext() as ctx:
+        ctx.prec = 60
+        millis = int(amount.scaleb(3).to_integral_value(rounding=ROUND_CEILING))
+    if not _INT64_MIN <= millis <= _INT64_MAX:
+        raise ValueError(f"quantity {text!r} overflows an int64 in milli-units")
+    return millis
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def rfc3339(ts: float) -> str:
+    """Unix seconds as ``metav1.Time`` marshals them: ``"2026-11-22T10:00:00Z"``.
+
+    UTC, second precision (fractions are dropped: the floor, as Go's
+    formatting truncates), a literal ``Z``. Raises ValueError for NaN,
+    infinities and times outside years 1 to 9999.
+    """
+    if not math.isfinite(ts):
+        raise ValueError(f"not a time: {ts!r}")
+    try:
+        moment = _EPOCH + timedelta(seconds=math.floor(ts))
+    except OverflowError as exc:
+        raise ValueError(f"time {ts!r} is outside years 1 to 9999") from exc
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z"
+    )
