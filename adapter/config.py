@@ -31,6 +31,7 @@ must be one of mean, sum, max, histogram``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ import yaml
 from adapter.core.catalogue import Aggregation, Catalogue, MetricSpec, ServingPolicy, resource_kind
 from adapter.core.durations import parse_duration
 from adapter.core.model import MetricName, ResourceKind
+
+log = logging.getLogger(__name__)
 
 # A source's check of one metric's block: (key path, message) pairs, empty when valid.
 MetricValidator = Callable[[MetricSpec, Mapping[str, Any]], list[tuple[str, str]]]
@@ -240,7 +243,7 @@ def build_catalogue(
         source_settings[source] = block
         validator = (block_validators or {}).get(source)
         for sub, message in validator(block) if validator else []:
-            issues.add(f"{source}.{sub}", message)
+            issues.add(f"{source}.{sub}" if sub else source, message)
     entries = top.get("metrics", [])
     if not isinstance(entries, list):
         issues.add("metrics", "must be a list of metric rules")
@@ -303,9 +306,8 @@ def _metrics(
         validator = validators.get(spec.source)
         settings = source_settings.get(spec.source, {})
         for sub, message in validator(spec, settings) if validator else []:
-            issues.add(
-                f"{path}.{spec.source}.{sub}" if path else f"{name}.{spec.source}.{sub}", message
-            )
+            where = f"{path or name}.{spec.source}"
+            issues.add(f"{where}.{sub}" if sub else where, message)
         result[spec.name] = spec
     return result
 
@@ -375,3 +377,61 @@ def _valid_metric_name(name: str) -> bool:
     return (
         bool(name) and name not in {".", ".."} and not set("/%?") & set(name) and name.isprintable()
     )
+
+
+class CatalogueHolder:
+    """The live catalogue, reloaded when the rules file changes or on SIGHUP.
+
+    A reload builds a complete new Catalogue and swaps it in with one assignment,
+    so requests in flight finish on the old one and the next request sees the new
+    one: nothing is dropped. An invalid new file is rejected with every problem
+    logged, and the old catalogue keeps serving. ``listeners`` (e.g. the
+    Prometheus source's ``update_rules``) are called with each accepted catalogue.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        metric_validators: Mapping[str, MetricValidator] | None = None,
+        block_validators: Mapping[str, BlockValidator] | None = None,
+    ) -> None:
+        self._path = path
+        self._metric_validators = metric_validators
+        self._block_validators = block_validators
+        self._fingerprint = self._read_fingerprint()
+        self._current = load_catalogue(path, metric_validators, block_validators)
+        self.listeners: list[Callable[[Catalogue], None]] = []
+        self.reloads = 0
+        self.failures = 0
+
+    def __call__(self) -> Catalogue:
+        return self._current
+
+    def _read_fingerprint(self) -> bytes | None:
+        if self._path is None:
+            return None
+        try:
+            return self._path.read_bytes()
+        except OSError:
+            return None
+
+    def reload_once(self, force: bool = False) -> bool:
+        """Reload if the file changed (or ``force``). True when a new catalogue is live."""
+        fingerprint = self._read_fingerprint()
+        if self._path is None or (fingerprint == self._fingerprint and not force):
+            return False
+        self._fingerprint = fingerprint
+        try:
+            catalogue = load_catalogue(self._path, self._metric_validators, self._block_validators)
+        except ConfigError as e:
+            self.failures += 1
+            log.error(
+                "rules file %s rejected, still serving the previous rules:\n%s", self._path, e
+            )
+            return False
+        for listener in self.listeners:
+            listener(catalogue)
+        self._current = catalogue
+        self.reloads += 1
+        log.info("rules file %s reloaded: %d metrics", self._path, len(catalogue.metrics))
+        return True

@@ -1,0 +1,1 @@
+"""The HTTP edge (aiohttp): middlewares, routes, handlers, wire shapes, Status bodies."""

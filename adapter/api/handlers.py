@@ -1,0 +1,101 @@
+"""Route table and handlers. Each handler: parse -> resolve -> render."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from adapter.api import wire
+from adapter.api.negotiation import require_json, selectors_from_query, split_raw_path
+from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, ROUTE
+from adapter.core.errors import NotFound
+from adapter.core.model import API_GROUP
+from adapter.core.request import MetricPath, parse_metric_path
+
+GROUP_PATH = f"/apis/{API_GROUP}"
+
+
+def _json(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=json.dumps(body).encode(), content_type="application/json"
+    )
+
+
+async def apis(request: web.Request) -> web.Response:
+    request[ROUTE] = "apis"
+    require_json(request.headers.get("Accept"))
+    return _json(wire.api_group_list())
+
+
+async def group(request: web.Request) -> web.Response:
+    request[ROUTE] = "group"
+    require_json(request.headers.get("Accept"))
+    return _json(wire.api_group())
+
+
+async def group_subtree(request: web.Request) -> web.Response:
+    """Everything under ``/apis/custom.metrics.k8s.io/``: discovery or a metric read."""
+    path, query = split_raw_path(request.raw_path)
+    request[ROUTE] = "version"
+    metric_path = parse_metric_path(path)
+    require_json(request.headers.get("Accept"))
+    if metric_path is None:
+        version = path[len(GROUP_PATH) + 1 :].strip("/")
+        return _json(wire.api_resource_list(version, request.app[CATALOGUE]()))
+    request[ROUTE] = _route_label(metric_path)
+    label_selector, metric_selector = selectors_from_query(query)
+    values = await request.app[RESOLVER].resolve(metric_path, label_selector, metric_selector)
+    return _json(wire.metric_value_list(metric_path.version, values))
+
+
+def _route_label(path: MetricPath) -> str:
+    if path.namespace_metric:
+        return "namespace_metric"
+    scope = "namespaced" if path.namespace is not None else "cluster"
+    return f"{scope}_{'wildcard' if path.wildcard else 'object'}"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves HTTP. Never depends on a backend."""
+    request[ROUTE] = request.path.strip("/")
+    return web.Response(text="ok")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready once the pod index has its first complete list. Backends do not count:
+    an APIService that flaps with Prometheus breaks discovery cluster-wide."""
+    request[ROUTE] = "readyz"
+    checks = [check() for check in request.app[READINESS]]
+    lines = [f"[{'+' if ok else '-'}]{name} {'ok' if ok else 'failed'}" for name, ok in checks]
+    ready = all(ok for _, ok in checks)
+    lines.append("readyz check passed" if ready else "readyz check failed")
+    text = "\n".join(lines) + "\n" if "verbose" in request.query or not ready else "ok"
+    return web.Response(status=200 if ready else 503, text=text)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    request[ROUTE] = "metrics"
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """We publish no OpenAPI document; a 404 Status is what the aggregator handles cleanly."""
+    request[ROUTE] = "openapi"
+    raise NotFound("the server does not publish an OpenAPI document")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/apis", apis, name="apis")
+    app.router.add_get("/apis/", apis)
+    app.router.add_get(GROUP_PATH, group, name="group")
+    app.router.add_get(GROUP_PATH + "/", group)
+    app.router.add_get(GROUP_PATH + "/{tail:.+}", group_subtree, name="group_subtree")
+    for probe in ("/healthz", "/livez"):
+        app.router.add_get(probe, healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi/{tail:.*}", openapi)

@@ -1,0 +1,322 @@
+"""Composition root: the one place that wires concrete classes together.
+
+``build_app`` assembles the aiohttp application from already-built parts (tests
+pass fakes). ``serve`` builds the real parts from Settings (pod index, sources,
+TLS, auth), runs the server and shuts it down gracefully on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry
+
+from adapter.api import handlers, middleware
+from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, TELEMETRY, ReadinessCheck
+from adapter.api.telemetry import Telemetry
+from adapter.api.tls import ServingTLS, TLSConfigError
+from adapter.config import CatalogueHolder, ConfigError
+from adapter.core.catalogue import Catalogue, MetricSpec
+from adapter.core.ports import Clock, PodLister, Source
+from adapter.core.resolver import Resolver
+from adapter.kube import credentials as kube_credentials
+from adapter.kube.errors import KubeConfigError, PodsFileError
+from adapter.kube.listwatch import KubePodsAPI
+from adapter.kube.pods import PodIndex, PodsFileIndex
+from adapter.settings import Settings
+from adapter.sources.prometheus.rules import (
+    PrometheusRule,
+    RuleError,
+    parse_prometheus_block,
+    parse_rule,
+)
+from adapter.sources.prometheus.source import PrometheusSource
+from adapter.sources.prometheus.transport import PrometheusClient, TransportOptions
+
+log = logging.getLogger(__name__)
+
+# aiohttp server limits: request line, header sizes (bytes). Slow clients are cut
+# by the keep-alive timeout and the per-request read timeouts in the handler args.
+SERVER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64}
+
+
+@dataclass
+class Parts:
+    """Everything the HTTP app needs, already constructed."""
+
+    catalogue: Callable[[], Catalogue]
+    pods: PodLister
+    sources: Mapping[str, Source]
+    clock: Clock = time.time
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
+    # Auth and access-log middlewares go here, innermost last (see adapter.api.middleware).
+    auth_middlewares: Sequence[Middleware] = ()
+    outer_middlewares: Sequence[Middleware] = ()
+    readiness: list[ReadinessCheck] = field(default_factory=list)
+    cleanup_ctx: list[Callable[[web.Application], AsyncIterator[None]]] = field(
+        default_factory=list
+    )
+
+
+def build_app(parts: Parts) -> web.Application:
+    """The aiohttp application over ``parts``; no I/O happens here."""
+    telemetry = Telemetry(parts.registry, parts.clock)
+    app = web.Application(
+        middlewares=[
+            middleware.observe,
+            *parts.outer_middlewares,
+            middleware.errors,
+            *parts.auth_middlewares,
+        ],
+        client_max_size=64 * 1024,  # we only serve GETs: no body worth more
+        handler_args=SERVER_LIMITS,
+    )
+    app[CATALOGUE] = parts.catalogue
+    app[TELEMETRY] = telemetry
+    app[REGISTRY] = parts.registry
+    app[READINESS] = [_pod_index_ready(parts.pods), *parts.readiness]
+    app[RESOLVER] = Resolver(parts.catalogue, parts.pods, parts.sources, parts.clock, telemetry)
+    app.cleanup_ctx.extend(parts.cleanup_ctx)
+    handlers.add_routes(app)
+    return app
+
+
+def _pod_index_ready(pods: PodLister) -> ReadinessCheck:
+    def check() -> tuple[str, bool]:
+        return ("pod-index", pods.synced)
+
+    return check
+
+
+def background(
+    name: str, run: Callable[[], Any]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A ``cleanup_ctx`` entry running ``run()`` as a named task for the app's lifetime."""
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(run(), name=name)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return lifetime
+
+
+async def run_until_signalled(
+    app: web.Application,
+    *,
+    ssl_context: Any,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    on_hup: Callable[[], object] | None = None,
+    started: Callable[[int], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT: then stop accepting, finish in-flight requests, exit."""
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
+    await site.start()
+    bound = _bound_port(runner, port)
+    log.info("serving custom.metrics.k8s.io on https://%s:%d", host, bound)
+    if started is not None:
+        started(bound)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if on_hup is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        await stop.wait()
+        log.info("shutting down: no new connections, finishing in-flight requests")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        log.info("stopped")
+
+
+def _bound_port(runner: web.AppRunner, requested: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return requested
+
+
+# -- rules file ---------------------------------------------------------------------------
+
+
+def _strip(prefix: str, problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(path.removeprefix(prefix).lstrip("."), message) for path, message in problems]
+
+
+def _prometheus_block(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    try:
+        parse_prometheus_block(raw)
+    except RuleError as e:
+        return _strip("prometheus", e.problems)
+    return []
+
+
+def _prometheus_metric(spec: MetricSpec, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+    try:
+        parse_rule(spec, parse_prometheus_block(settings))
+    except RuleError as e:
+        return _strip("prometheus", e.problems)
+    return []
+
+
+def _gpu_metric(spec: MetricSpec, _settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [(str(key), "unknown key (the gpu source takes no options)") for key in spec.options]
+
+
+def _gpu_block(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [(str(key), "unknown key (the gpu source takes no options)") for key in raw]
+
+
+def catalogue_holder(path: Path | None) -> CatalogueHolder:
+    """The live catalogue with every source's validators registered. Raises ConfigError."""
+    return CatalogueHolder(
+        path,
+        metric_validators={"prometheus": _prometheus_metric, "gpu": _gpu_metric},
+        block_validators={"prometheus": _prometheus_block, "gpu": _gpu_block},
+    )
+
+
+# -- the real thing ------------------------------------------------------------------------
+
+
+class StartupError(Exception):
+    """The adapter cannot start with these settings (the message says why)."""
+
+
+def prometheus_rules(catalogue: Catalogue) -> list[PrometheusRule]:
+    labels = parse_prometheus_block(catalogue.source_settings.get("prometheus", {}))
+    return [parse_rule(spec, labels) for spec in catalogue if spec.source == "prometheus"]
+
+
+def _prometheus_source(
+    settings: Settings, holder: CatalogueHolder, registry: CollectorRegistry
+) -> PrometheusSource | None:
+    prom = settings.prometheus
+    if prom.url is None:
+        needing = [spec.name for spec in holder() if spec.source == "prometheus"]
+        if needing:
+            raise StartupError(
+                f"metrics {', '.join(needing)} come from Prometheus: set --prometheus-url "
+                "(or drop them with includeDefaults: false in the rules file)"
+            )
+        return None
+    client = PrometheusClient(
+        TransportOptions(
+            url=prom.url,
+            bearer_token_file=_str(prom.bearer_token_file),
+            ca_file=_str(prom.ca_file),
+            cert_file=_str(prom.client_cert_file),
+            key_file=_str(prom.client_key_file),
+            headers=dict(prom.headers),
+            timeout=prom.timeout,
+            insecure_skip_verify=prom.insecure_skip_verify,
+        )
+    )
+    source = PrometheusSource(
+        client,
+        prometheus_rules(holder()),
+        refresh_interval=prom.refresh_interval,
+        staleness=prom.stale_after,
+        registry=registry,
+    )
+    holder.listeners.append(lambda catalogue: source.update_rules(prometheus_rules(catalogue)))
+    return source
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+async def _pod_lister(
+    settings: Settings, stack: contextlib.AsyncExitStack
+) -> PodIndex | PodsFileIndex:
+    if settings.kube.pods_file is not None:
+        pods = PodsFileIndex.load(settings.kube.pods_file)
+        log.info("standalone mode: %d pods from %s", len(pods), settings.kube.pods_file)
+        return pods
+    kubeconfig = _str(settings.kube.kubeconfig)
+    api_client = await kube_credentials.connect(kubeconfig, context=settings.kube.context)
+    stack.push_async_callback(api_client.close)
+    return PodIndex(KubePodsAPI(api_client))
+
+
+async def serve(settings: Settings, started: Callable[[int], None] | None = None) -> int:
+    """Run the adapter until SIGTERM. Returns the process exit code."""
+    try:
+        holder = catalogue_holder(settings.config_file)
+    except ConfigError as e:
+        log.error("invalid rules file:\n%s", e)
+        return 2
+    registry = CollectorRegistry(auto_describe=True)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            pods = await _pod_lister(settings, stack)
+            sources: dict[str, Source] = {}
+            prometheus = _prometheus_source(settings, holder, registry)
+            tls = ServingTLS(
+                settings.serving.tls_cert_file,
+                settings.serving.tls_private_key_file,
+                settings.serving.cert_dir,
+            )
+        except (StartupError, KubeConfigError, PodsFileError, TLSConfigError, RuleError) as e:
+            log.error("cannot start: %s", e)
+            return 2
+        tasks: list[Callable[[web.Application], AsyncIterator[None]]] = [
+            tls.cleanup_ctx(),
+            background(
+                "rules-reloader", lambda: _poll(holder.reload_once, settings.config_poll_interval)
+            ),
+        ]
+        if isinstance(pods, PodIndex):
+            tasks.append(background("pod-index", pods.run))
+        if prometheus is not None:
+            sources["prometheus"] = prometheus
+            tasks.append(background("prometheus-refresh", prometheus.run))
+        parts = Parts(
+            catalogue=holder,
+            pods=pods,
+            sources=sources,
+            registry=registry,
+            cleanup_ctx=tasks,
+        )
+        await run_until_signalled(
+            build_app(parts),
+            ssl_context=tls.context,
+            host=settings.serving.bind_address,
+            port=settings.serving.secure_port,
+            shutdown_timeout=settings.serving.shutdown_timeout,
+            on_hup=lambda: holder.reload_once(force=True),
+            started=started,
+        )
+    return 0
+
+
+async def _poll(step: Callable[[], object], interval: float) -> None:
+    """Call ``step`` every ``interval`` seconds; a failing step is logged, never fatal."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            step()
+        except Exception:
+            log.exception("periodic step %s failed", getattr(step, "__qualname__", step))

@@ -1,0 +1,201 @@
+"""``inference-metrics-adapter``: argv -> Settings -> run.
+
+The only module that reads the command line and the environment.
+
+Subcommands:
+  serve          the aggregated API server
+  check-config   validate a rules file and print the catalogue it yields
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from adapter import __version__
+from adapter.core.durations import parse_duration
+from adapter.settings import (
+    GpuSettings,
+    KubeSettings,
+    PrometheusSettings,
+    ServingSettings,
+    Settings,
+)
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the custom.metrics.k8s.io API server")
+    g = p.add_argument_group("serving")
+    g.add_argument("--bind-address", default=ServingSettings.bind_address)
+    g.add_argument("--secure-port", type=int, default=ServingSettings.secure_port)
+    g.add_argument("--tls-cert-file", type=Path)
+    g.add_argument("--tls-private-key-file", type=Path)
+    g.add_argument(
+        "--cert-dir", type=Path, help="where a generated self-signed certificate is kept"
+    )
+    g.add_argument("--shutdown-timeout", type=_duration, default=ServingSettings.shutdown_timeout)
+    g.add_argument(
+        "--max-concurrent-requests", type=int, default=ServingSettings.max_concurrent_requests
+    )
+    g = p.add_argument_group("pods")
+    g.add_argument("--kubeconfig", type=Path, help="default: in-cluster service account")
+    g.add_argument("--context", help="kubeconfig context")
+    g.add_argument("--pods-file", type=Path, help="standalone mode: a PodList (YAML or JSON)")
+    g = p.add_argument_group("rules")
+    g.add_argument("--config", type=Path, help="rules file (YAML); reloaded on change and SIGHUP")
+    g = p.add_argument_group("prometheus")
+    g.add_argument("--prometheus-url")
+    g.add_argument("--prometheus-bearer-token-file", type=Path)
+    g.add_argument("--prometheus-ca-file", type=Path)
+    g.add_argument("--prometheus-client-cert", type=Path)
+    g.add_argument("--prometheus-client-key", type=Path)
+    g.add_argument(
+        "--prometheus-header", type=_header, action="append", default=[], metavar="'NAME: VALUE'"
+    )
+    g.add_argument("--prometheus-timeout", type=_duration, default=PrometheusSettings.timeout)
+    g.add_argument("--prometheus-insecure-skip-verify", action="store_true")
+    g.add_argument(
+        "--prometheus-refresh-interval", type=_duration, default=PrometheusSettings.refresh_interval
+    )
+    g.add_argument("--prometheus-stale-after", type=_duration)
+    g = p.add_argument_group("gpu collectors")
+    g.add_argument(
+        "--gpu-collector-url", action="append", default=[], help="standalone mode; repeatable"
+    )
+    g.add_argument("--gpu-collector-selector", default=GpuSettings.collector_selector)
+    g.add_argument("--gpu-collector-port", type=int, default=GpuSettings.collector_port)
+    g.add_argument("--gpu-pull-interval", type=_duration, default=GpuSettings.pull_interval)
+    g.add_argument("--gpu-stale-after", type=_duration)
+    g.add_argument("--gpu-timeout", type=_duration, default=GpuSettings.timeout)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="inference-metrics-adapter",
+        description="custom.metrics.k8s.io for GPU inference: "
+        "p95 latency, queue depth, GPU utilization",
+    )
+    root.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = root.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    check = sub.add_parser("check-config", help="validate a rules file and print its catalogue")
+    check.add_argument("config", type=Path, nargs="?")
+    return root
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return Settings(
+        serving=ServingSettings(
+            bind_address=args.bind_address,
+            secure_port=args.secure_port,
+            tls_cert_file=args.tls_cert_file,
+            tls_private_key_file=args.tls_private_key_file,
+            cert_dir=args.cert_dir,
+            shutdown_timeout=args.shutdown_timeout,
+            max_concurrent_requests=args.max_concurrent_requests,
+        ),
+        kube=KubeSettings(
+            kubeconfig=args.kubeconfig, context=args.context, pods_file=args.pods_file
+        ),
+        prometheus=PrometheusSettings(
+            url=args.prometheus_url,
+            bearer_token_file=args.prometheus_bearer_token_file,
+            ca_file=args.prometheus_ca_file,
+            client_cert_file=args.prometheus_client_cert,
+            client_key_file=args.prometheus_client_key,
+            headers=tuple(args.prometheus_header),
+            timeout=args.prometheus_timeout,
+            insecure_skip_verify=args.prometheus_insecure_skip_verify,
+            refresh_interval=args.prometheus_refresh_interval,
+            stale_after=args.prometheus_stale_after,
+        ),
+        gpu=GpuSettings(
+            collector_urls=tuple(args.gpu_collector_url),
+            collector_selector=args.gpu_collector_selector,
+            collector_port=args.gpu_collector_port,
+            pull_interval=args.gpu_pull_interval,
+            stale_after=args.gpu_stale_after,
+            timeout=args.gpu_timeout,
+        ),
+        config_file=args.config,
+        log_level=args.log_level,
+    )
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log pipelines in a cluster expect."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def _check_config(path: Path | None) -> int:
+    from adapter.app import catalogue_holder  # noqa: PLC0415  (heavy imports only when used)
+    from adapter.config import ConfigError  # noqa: PLC0415
+
+    try:
+        catalogue = catalogue_holder(path)()
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    for spec in catalogue:
+        resources = ", ".join(str(rk.group_resource) for rk in spec.resources)
+        print(
+            f"{spec.name}  source={spec.source} aggregate={spec.aggregate.value} "
+            f"resources=[{resources}]"
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.config)
+    settings = settings_from_args(args)
+    problems = settings.validate()
+    if problems:
+        for problem in problems:
+            print(f"inference-metrics-adapter: {problem}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    from adapter.app import serve  # noqa: PLC0415
+
+    try:
+        return asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        return 130
