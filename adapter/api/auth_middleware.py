@@ -1,0 +1,182 @@
+"""The authentication, authorization, concurrency-limit and access-log middlewares.
+
+Order on the request path (outermost first)::
+
+    observe -> access_log_middleware -> errors -> inflight_limit_middleware
+            -> auth_middleware -> handler
+
+``auth_middleware`` raises ``Unauthorized``/``Forbidden`` (``errors`` renders
+them); it stores who called and why they were let in on the request, under
+the typed keys below, for ``access_log_middleware``.
+
+Server limits live in aiohttp, not here; pass to ``web.AppRunner(app, ...)``
+(they reach ``aiohttp.web_protocol.RequestHandler``)::
+
+    web.AppRunner(
+        app,
+        max_line_size=8190,      # request line (method + path + query), bytes -> 400
+        max_field_size=8190,     # one header line, bytes -> 400
+        max_headers=128,         # header count -> 400
+        keepalive_timeout=60.0,  # idle keep-alive AND time to the first complete request
+                                 # head on a new connection (slowloris bound)
+        lingering_time=5.0,      # how long to drain an unread body before closing
+        handler_cancellation=True,  # a client that goes away cancels its handler
+    )
+
+and ``web.Application(client_max_size=64 * 1024)`` (bodies: the API is GET-only).
+The TLS handshake is bounded by asyncio's ``ssl_handshake_timeout`` (60 s
+default; ``TCPSite`` does not expose it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from adapter.api.tls import peer_certificate_der
+from adapter.auth.authenticator import Authenticator, AuthRequest
+from adapter.auth.authorizer import (
+    ALWAYS_ALLOW_PATHS,
+    Authorizer,
+    DecisionSource,
+    request_attributes,
+)
+from adapter.auth.user import UserInfo
+from adapter.core.errors import AdapterError, Forbidden, TooManyRequests, Unauthorized
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("adapter.access")
+
+USER = web.RequestKey("auth_user", UserInfo)
+"""The authenticated caller (absent for always-allowed paths and 401s)."""
+AUTHN_METHOD = web.RequestKey("auth_method", str)
+"""``front-proxy`` | ``x509`` | ``token``."""
+AUTHZ_SOURCE: web.RequestKey[DecisionSource] = web.RequestKey("authz_source")
+"""``cache`` | ``review`` | ``masters`` | ``always`` | ``standalone``."""
+
+UNAUTHORIZED_MESSAGE = "Unauthorized"
+
+
+def auth_middleware(
+    authenticator: Authenticator,
+    authorizer: Authorizer,
+    *,
+    always_allow_paths: Iterable[str] = ALWAYS_ALLOW_PATHS,
+) -> Middleware:
+    """Authenticate (front proxy, client certificate, bearer token), then authorize.
+
+    ``always_allow_paths`` are matched exactly against the raw path and are
+    served without credentials (health probes).
+    """
+    always = frozenset(always_allow_paths)
+
+    @web.middleware
+    async def authenticate_and_authorize(
+        request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        raw_path = request.rel_url.raw_path
+        if raw_path in always:
+            request[AUTHZ_SOURCE] = "always"
+            return await handler(request)
+        authenticated = await authenticator.authenticate(
+            AuthRequest(headers=list(request.headers.items()), peer_cert_der=_peer(request))
+        )
+        if authenticated is None:
+            raise Unauthorized(UNAUTHORIZED_MESSAGE)
+        user = authenticated.user
+        request[USER] = user
+        request[AUTHN_METHOD] = authenticated.method
+        attributes = request_attributes(request.method, raw_path)
+        decision = await authorizer.authorize(user, attributes)
+        request[AUTHZ_SOURCE] = decision.source
+        if not decision.allowed:
+            message = attributes.forbidden_message(user.name)
+            raise Forbidden(f"{message}: {decision.reason}" if decision.reason else message)
+        return await handler(request)
+
+    return authenticate_and_authorize
+
+
+def inflight_limit_middleware(max_inflight: int) -> Middleware:
+    """At most ``max_inflight`` requests in the handlers at once; more -> 429 at once.
+
+    Requests are rejected, never queued: a queue only hides overload from the
+    caller's retry logic (the HPA retries on its next sync).
+    """
+    if max_inflight < 1:
+        raise ValueError("max_inflight must be at least 1")
+    inflight = 0
+
+    @web.middleware
+    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal inflight
+        if inflight >= max_inflight and request.rel_url.raw_path not in ALWAYS_ALLOW_PATHS:
+            raise TooManyRequests("too many requests, please try again later")
+        inflight += 1
+        try:
+            return await handler(request)
+        finally:
+            inflight -= 1
+
+    return limit
+
+
+def access_log_middleware(logger: logging.Logger = access_log) -> Middleware:
+    """One JSON line per request: who, what, status, latency, why allowed.
+
+    Never logs headers, tokens, certificates or the query string (selectors
+    may be long; the path identifies the object).
+    """
+
+    @web.middleware
+    async def log_access(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+        except AdapterError as e:
+            status = e.code
+            raise
+        except web.HTTPException as e:
+            status = e.status
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away (nginx's convention)
+            raise
+        else:
+            status = response.status
+            return response
+        finally:
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(_line(request, status, time.perf_counter() - started))
+
+    return log_access
+
+
+def _line(request: web.Request, status: int, elapsed: float) -> str:
+    user = request.get(USER)
+    record = {
+        "user": user.name if user else None,
+        "groups": list(user.groups) if user else [],
+        "authn": request.get(AUTHN_METHOD),
+        "verb": request.method,
+        "path": request.rel_url.raw_path[:2048],
+        "status": status,
+        "latency_ms": round(elapsed * 1000, 3),
+        "authz": request.get(AUTHZ_SOURCE),
+        "remote": request.remote,
+    }
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=True)
+
+
+def _peer(request: web.Request) -> bytes | None:
+    try:
+        return peer_certificate_der(request)
+    except ValueError:  # the connection went away mid-request
+        return None
