@@ -1,0 +1,44 @@
+"""The Prometheus source: per-pod values from batched snapshots, fleet quantiles.
+
+Data flow: ``transport`` (HTTP, off the event loop) -> ``promql`` (pure query
+text) and ``rules`` (validated rule forms) -> ``snapshot`` (immutable per-rule
+values, ``histogram`` math) -> ``source`` (the refresh loop and ``fetch``).
+"""
+
+from adapter.sources.prometheus.rules import (
+    LATENCY_P95_OPTIONS,
+    QUEUE_DEPTH_OPTIONS,
+    GaugeRule,
+    HistogramRule,
+    PrometheusRule,
+    PromLabels,
+    RuleError,
+    TemplateRule,
+    parse_prometheus_block,
+    parse_rule,
+)
+from adapter.sources.prometheus.source import PrometheusSource
+from adapter.sources.prometheus.transport import (
+    PrometheusAPI,
+    PrometheusClient,
+    PromSample,
+    TransportOptions,
+)
+
+__all__ = [
+    "LATENCY_P95_OPTIONS",
+    "QUEUE_DEPTH_OPTIONS",
+    "GaugeRule",
+    "HistogramRule",
+    "PromLabels",
+    "PromSample",
+    "PrometheusAPI",
+    "PrometheusClient",
+    "PrometheusRule",
+    "PrometheusSource",
+    "RuleError",
+    "TemplateRule",
+    "TransportOptions",
+    "parse_prometheus_block",
+    "parse_rule",
+]

@@ -1,0 +1,345 @@
+"""Rules: how each catalogue metric becomes one PromQL query, validated at load.
+
+The rules file has one top-level ``prometheus:`` block naming the labels that
+carry the pod's namespace and name (defaults shown)::
+
+    prometheus:
+      namespaceLabel: namespace
+      podLabel: pod
+
+and, per metric, a ``prometheus:`` block in exactly one of three forms:
+
+**histogram** (a classic Prometheus histogram; the value is a quantile)::
+
+    prometheus:
+      histogram: inference_duration_seconds   # base name, without _bucket
+      quantile: 0.95                          # optional, default 0.95, 0..1
+      window: 2m                              # optional, default 2m: rate() range
+      selector: "model=llama"                 # optional label selector on the series
+
+  One query per refresh, ``sum by (namespace, pod, le) (rate(<histogram>_bucket{...}[2m]))``;
+  per-pod and fleet quantiles are computed here from those bucket rates with
+  Prometheus' own algorithm (``histogram.py``). ``windowSeconds`` = the window.
+  Use ``aggregate: histogram`` (the default rules do) for true fleet quantiles.
+
+**gauge** (a value per pod; several series of one pod are combined with the
+metric's aggregate: sum, avg for mean, or max)::
+
+    prometheus:
+      gauge: inference_queue_depth
+      selector: "queue!=batch"                # optional
+
+  The value's timestamp is its sample's own scrape time (``timestamp()``).
+
+**query** (a PromQL template for the user's own metrics)::
+
+    prometheus:
+      query: sum by (<<groupBy>>) (rate(http_requests_total{<<matchers>>}[<<window>>]))
+      window: 2m                              # required when <<window>> is used
+
+  ``<<matchers>>`` (required) expands inside the braces the template writes to
+  ``namespace!="",pod!=""`` plus any metricLabelSelector matchers; ``<<groupBy>>``
+  (required) to ``namespace, pod``; ``<<window>>`` to the window. The result
+  must be one series per pod; ``windowSeconds`` = the window, if set.
+
+Validation reports every problem at once as ``RuleError.problems``, pairs of a
+key path (``prometheus.window``) and a message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from adapter.core.catalogue import Aggregation, MetricSpec
+from adapter.core.durations import parse_duration
+from adapter.core.model import MetricName
+from adapter.core.selectors import SelectorError, parse_selector
+from adapter.sources.prometheus import promql
+from adapter.sources.prometheus.promql import LabelMatcher, PromQLError
+
+__all__ = [
+    "LATENCY_P95_OPTIONS",
+    "QUEUE_DEPTH_OPTIONS",
+    "GaugeRule",
+    "HistogramRule",
+    "PromLabels",
+    "PrometheusRule",
+    "RuleError",
+    "TemplateRule",
+    "parse_prometheus_block",
+    "parse_rule",
+]
+
+SOURCE_NAME: Final = "prometheus"
+
+# The built-in rules' options (the catalogue registers them with these blocks).
+LATENCY_P95_OPTIONS: Final[Mapping[str, Any]] = {
+    "histogram": "inference_duration_seconds",
+    "quantile": 0.95,
+    "window": "2m",
+}
+QUEUE_DEPTH_OPTIONS: Final[Mapping[str, Any]] = {"gauge": "inference_queue_depth"}
+
+DEFAULT_QUANTILE: Final = 0.95
+DEFAULT_WINDOW: Final = "2m"
+
+
+class RuleError(ValueError):
+    """A rules block is invalid. ``problems`` are (key path, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class PromLabels:
+    """The series labels that carry a pod's namespace and name."""
+
+    namespace: str = "namespace"
+    pod: str = "pod"
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramRule:
+    metric: MetricName
+    series: str
+    quantile: float
+    window_seconds: int
+    aggregate: Aggregation
+    labels: PromLabels = PromLabels()
+    selector: tuple[LabelMatcher, ...] = ()
+
+    def query(self, extra: Sequence[LabelMatcher] = ()) -> str:
+        return promql.render_histogram_query(
+            self.series,
+            self.labels.namespace,
+            self.labels.pod,
+            (*self.selector, *extra),
+            self.window_seconds,
+        )
+
+
+_COMBINE: Final[Mapping[Aggregation, str]] = {
+    Aggregation.SUM: "sum",
+    Aggregation.MEAN: "avg",
+    Aggregation.MAX: "max",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeRule:
+    metric: MetricName
+    series: str
+    aggregate: Aggregation
+    labels: PromLabels = PromLabels()
+    selector: tuple[LabelMatcher, ...] = ()
+    window_seconds: None = None
+
+    def query(self, extra: Sequence[LabelMatcher] = ()) -> str:
+        return promql.render_gauge_query(
+            self.series,
+            self.labels.namespace,
+            self.labels.pod,
+            (*self.selector, *extra),
+            _COMBINE[self.aggregate],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRule:
+    metric: MetricName
+    template: str
+    window_seconds: int | None
+    aggregate: Aggregation
+    labels: PromLabels = PromLabels()
+
+    def query(self, extra: Sequence[LabelMatcher] = ()) -> str:
+        return promql.render_template(
+            self.template, self.labels.namespace, self.labels.pod, extra, self.window_seconds
+        )
+
+
+PrometheusRule = HistogramRule | GaugeRule | TemplateRule
+
+_RESERVED_LABELS: Final = frozenset({"le", promql.PART_LABEL})
+
+
+def parse_prometheus_block(raw: Mapping[str, Any] | None) -> PromLabels:
+    """The file's top-level ``prometheus:`` block (``namespaceLabel``, ``podLabel``)."""
+    if raw is None:
+        return PromLabels()
+    problems: list[tuple[str, str]] = []
+    if not isinstance(raw, Mapping):
+        raise RuleError([("prometheus", "must be a mapping")])
+    for key in sorted(set(raw) - {"namespaceLabel", "podLabel"}):
+        problems.append((f"prometheus.{key}", "unknown key (known: namespaceLabel, podLabel)"))
+    names: dict[str, str] = {}
+    for key, default in (("namespaceLabel", "namespace"), ("podLabel", "pod")):
+        value = raw.get(key, default)
+        path = f"prometheus.{key}"
+        if not isinstance(value, str):
+            problems.append((path, "must be a string"))
+            continue
+        try:
+            promql.check_label_name(value)
+        except PromQLError as e:
+            problems.append((path, str(e)))
+            continue
+        if value in _RESERVED_LABELS:
+            problems.append((path, f"{value!r} is reserved for the adapter's own queries"))
+        names[key] = value
+    if len(names) == 2 and names["namespaceLabel"] == names["podLabel"]:
+        problems.append(("prometheus.podLabel", "must differ from namespaceLabel"))
+    if problems:
+        raise RuleError(problems)
+    return PromLabels(namespace=names["namespaceLabel"], pod=names["podLabel"])
+
+
+_FORMS: Final[Mapping[str, frozenset[str]]] = {
+    "histogram": frozenset({"histogram", "quantile", "window", "selector"}),
+    "gauge": frozenset({"gauge", "selector"}),
+    "query": frozenset({"query", "window"}),
+}
+
+
+def parse_rule(spec: MetricSpec, labels: PromLabels) -> PrometheusRule:
+    """Validate ``spec.options`` (the metric's ``prometheus:`` block) into a rule."""
+    if spec.source != SOURCE_NAME:
+        raise RuleError([("source", f"expected {SOURCE_NAME!r}, got {spec.source!r}")])
+    raw = spec.options
+    if not isinstance(raw, Mapping):
+        raise RuleError([("prometheus", "must be a mapping")])
+    forms = [form for form in _FORMS if form in raw]
+    if len(forms) != 1:
+        found = ", ".join(forms) or "none"
+        raise RuleError(
+            [("prometheus", f"needs exactly one of histogram, gauge or query (found: {found})")]
+        )
+    form = forms[0]
+    problems = [
+        (
+            f"prometheus.{key}",
+            f"unknown key for a {form} rule (known: {', '.join(sorted(_FORMS[form]))})",
+        )
+        for key in sorted(set(map(str, raw)) - _FORMS[form])
+    ]
+    parser = _PARSERS[form]
+    rule = parser(spec, raw, labels, problems)
+    if problems or rule is None:
+        raise RuleError(problems)
+    return rule
+
+
+def _parse_histogram(
+    spec: MetricSpec, raw: Mapping[str, Any], labels: PromLabels, problems: list[tuple[str, str]]
+) -> PrometheusRule | None:
+    series = _series(raw, "histogram", problems)
+    if series is not None and series.endswith("_bucket"):
+        problems.append(
+            ("prometheus.histogram", f"name the histogram without '_bucket' ({series[:-7]!r})")
+        )
+    quantile = raw.get("quantile", DEFAULT_QUANTILE)
+    if isinstance(quantile, bool) or not isinstance(quantile, int | float):
+        problems.append(("prometheus.quantile", "must be a number between 0 and 1"))
+        quantile = None
+    elif not (math.isfinite(quantile) and 0 <= quantile <= 1):
+        problems.append(("prometheus.quantile", f"must be between 0 and 1, got {quantile}"))
+        quantile = None
+    window = _window(raw.get("window", DEFAULT_WINDOW), problems)
+    selector = _selector(raw, problems)
+    if spec.aggregate is Aggregation.SUM:
+        problems.append(("aggregate", "a sum of quantiles means nothing; use histogram"))
+    if series is None or quantile is None or window is None or selector is None or problems:
+        return None
+    return HistogramRule(
+        spec.name, series, float(quantile), window, spec.aggregate, labels, selector
+    )
+
+
+def _parse_gauge(
+    spec: MetricSpec, raw: Mapping[str, Any], labels: PromLabels, problems: list[tuple[str, str]]
+) -> PrometheusRule | None:
+    series = _series(raw, "gauge", problems)
+    selector = _selector(raw, problems)
+    _not_histogram(spec, "gauge", problems)
+    if series is None or selector is None or problems:
+        return None
+    return GaugeRule(spec.name, series, spec.aggregate, labels, selector)
+
+
+def _parse_query(
+    spec: MetricSpec, raw: Mapping[str, Any], labels: PromLabels, problems: list[tuple[str, str]]
+) -> PrometheusRule | None:
+    template = raw["query"]
+    window = _window(raw["window"], problems) if "window" in raw else None
+    _not_histogram(spec, "query", problems)
+    if not isinstance(template, str) or not template.strip():
+        problems.append(("prometheus.query", "must be a non-empty PromQL template"))
+        return None
+    for placeholder in ("<<matchers>>", "<<groupBy>>"):
+        if placeholder not in template:
+            problems.append(("prometheus.query", f"must use {placeholder}"))
+    if "<<window>>" in template and "window" not in raw:
+        problems.append(("prometheus.window", "required: the query uses <<window>>"))
+    if problems:
+        return None
+    rule = TemplateRule(spec.name, template, window, spec.aggregate, labels)
+    try:
+        promql.check_syntax(rule.query())
+    except PromQLError as e:
+        problems.append(("prometheus.query", str(e)))
+        return None
+    return rule
+
+
+_PARSERS: Final = {"histogram": _parse_histogram, "gauge": _parse_gauge, "query": _parse_query}
+
+
+def _not_histogram(spec: MetricSpec, form: str, problems: list[tuple[str, str]]) -> None:
+    if spec.aggregate is Aggregation.HISTOGRAM:
+        problems.append(("aggregate", f"histogram needs a histogram rule, not a {form}"))
+
+
+def _series(raw: Mapping[str, Any], key: str, problems: list[tuple[str, str]]) -> str | None:
+    value = raw[key]
+    if not isinstance(value, str):
+        problems.append((f"prometheus.{key}", "must be a metric name"))
+        return None
+    try:
+        return promql.check_metric_name(value)
+    except PromQLError as e:
+        problems.append((f"prometheus.{key}", str(e)))
+        return None
+
+
+def _window(value: object, problems: list[tuple[str, str]]) -> int | None:
+    if not isinstance(value, str):
+        problems.append(("prometheus.window", "must be a duration with a unit, e.g. 2m"))
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as e:
+        problems.append(("prometheus.window", str(e)))
+        return None
+    if seconds < 1 or seconds != int(seconds):
+        problems.append(("prometheus.window", "must be a whole number of seconds, at least 1s"))
+        return None
+    return int(seconds)
+
+
+def _selector(
+    raw: Mapping[str, Any], problems: list[tuple[str, str]]
+) -> tuple[LabelMatcher, ...] | None:
+    value = raw.get("selector", "")
+    if not isinstance(value, str):
+        problems.append(("prometheus.selector", "must be a label selector string"))
+        return None
+    try:
+        return promql.matchers_from_selector(parse_selector(value))
+    except (SelectorError, PromQLError) as e:
+        problems.append(("prometheus.selector", str(e)))
+        return None

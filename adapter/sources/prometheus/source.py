@@ -1,0 +1,286 @@
+"""The Prometheus source: periodic snapshots, answered from memory.
+
+Every refresh interval, :meth:`PrometheusSource.refresh_once` runs one query
+per rule across the whole cluster (concurrently, bounded by the transport),
+builds a new immutable snapshot keyed by (namespace, pod) and swaps it in with
+one assignment. Requests read only that snapshot, so the number of PromQL
+queries per minute is ``rules * 60 / interval`` whatever the number of HPAs.
+
+When a rule's query fails its previous values are kept, each until it is
+older than the staleness bound (default three intervals), then they are
+gone: the HPA sees a missing metric, never a 0. A non-empty
+metricLabelSelector costs one query for (rule, selector), cached for one
+interval and shared by concurrent identical requests.
+
+Self metrics (``registry``):
+
+- ``adapter_prometheus_query_duration_seconds{metric}`` histogram
+- ``adapter_prometheus_query_errors_total{metric}`` counter
+- ``adapter_prometheus_snapshot_age_seconds{metric}`` gauge, computed at scrape
+- ``adapter_prometheus_snapshot_samples{metric}`` gauge: pods with a value
+- ``adapter_prometheus_snapshot_dropped{metric,reason}`` gauge: series or pods
+  left out of the last snapshot (nan, inf, unattributed, bad_le,
+  no_timestamp, duplicate)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import MappingProxyType
+from typing import Final
+
+from cachetools import TTLCache
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from adapter.core.errors import BadRequest, SourceError
+from adapter.core.model import MetricName, ObjectRef, Sample, Target
+from adapter.core.ports import Clock
+from adapter.core.selectors import Selector
+from adapter.sources.prometheus import snapshot
+from adapter.sources.prometheus.promql import PromQLError, matchers_from_selector
+from adapter.sources.prometheus.rules import PrometheusRule
+from adapter.sources.prometheus.snapshot import RuleSnapshot
+from adapter.sources.prometheus.transport import PrometheusAPI, PromSample
+
+__all__ = ["DEFAULT_REFRESH_INTERVAL", "PrometheusSource"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REFRESH_INTERVAL: Final = 15.0
+_QUERY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+_SelectedKey = tuple[PrometheusRule, Selector]
+
+
+class PrometheusSource:
+    """:class:`adapter.core.ports.Source` backed by Prometheus snapshots.
+
+    ``fetch`` never returns 0 for missing data: a pod without a fresh, finite
+    value is absent, and an object whose pods all lack one is absent.
+    """
+
+    def __init__(
+        self,
+        api: PrometheusAPI,
+        rules: Iterable[PrometheusRule] = (),
+        *,
+        refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+        staleness: float | None = None,
+        clock: Clock = time.time,
+        registry: CollectorRegistry | None = None,
+        selector_cache_ttl: float | None = None,
+        selector_cache_size: int = 256,
+        name: str = "prometheus",
+    ) -> None:
+        """
+        :param refresh_interval: seconds between refreshes (match the scrape interval).
+        :param staleness: seconds a value may be served after it was sampled;
+            default three refresh intervals.
+        :param clock: Unix time; injected so tests control staleness and cache expiry.
+        :param registry: where the self metrics go (a fresh private one by default).
+        :param selector_cache_ttl: seconds a per-selector answer is reused;
+            default one refresh interval.
+        """
+        if refresh_interval <= 0:
+            raise ValueError("refresh_interval must be positive")
+        self._api = api
+        self._name = name
+        self._clock = clock
+        self._interval = refresh_interval
+        self._staleness = 3 * refresh_interval if staleness is None else staleness
+        self._rules: Mapping[MetricName, PrometheusRule] = _by_metric(rules)
+        self._snapshot: Mapping[MetricName, RuleSnapshot] = MappingProxyType({})
+        self._refreshing = asyncio.Lock()
+        ttl = refresh_interval if selector_cache_ttl is None else selector_cache_ttl
+        self._selected: TTLCache[_SelectedKey, RuleSnapshot] = TTLCache(
+            maxsize=selector_cache_size, ttl=ttl, timer=clock
+        )
+        self._in_flight: dict[_SelectedKey, asyncio.Future[RuleSnapshot]] = {}
+        registry = CollectorRegistry(auto_describe=True) if registry is None else registry
+        self._durations = Histogram(
+            "adapter_prometheus_query_duration_seconds",
+            "Time of one PromQL query, by metric.",
+            ["metric"],
+            registry=registry,
+            buckets=_QUERY_BUCKETS,
+        )
+        self._errors = Counter(
+            "adapter_prometheus_query_errors_total",
+            "PromQL queries that failed, by metric.",
+            ["metric"],
+            registry=registry,
+        )
+        registry.register(_SnapshotCollector(self))
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def rules(self) -> Mapping[MetricName, PrometheusRule]:
+        return self._rules
+
+    @property
+    def snapshot(self) -> Mapping[MetricName, RuleSnapshot]:
+        """The current snapshot, per metric (immutable; replaced on each refresh)."""
+        return self._snapshot
+
+    def update_rules(self, rules: Iterable[PrometheusRule]) -> None:
+        """Swap in a new rule set atomically. Removed metrics stop being served at
+        once; new and changed rules are queried by the next refresh."""
+        self._rules = _by_metric(rules)
+        self._selected.clear()
+
+    async def fetch(
+        self,
+        metric: MetricName,
+        targets: Sequence[Target],
+        metric_selector: Selector,
+    ) -> Mapping[ObjectRef, Sample]:
+        rule = self._rules.get(metric)
+        if rule is None:
+            return {}
+        if metric_selector.empty:
+            current = self._snapshot.get(metric)
+            if current is None:
+                return {}
+        else:
+            current = await self._select(rule, metric_selector)
+        return snapshot.answer(current, targets, self._clock())
+
+    async def refresh_once(self) -> None:
+        """Query every rule once and swap in the new snapshot.
+
+        A rule whose query fails keeps its previous snapshot, whose values
+        expire on their own at the staleness bound. Never raises SourceError.
+        """
+        async with self._refreshing:
+            rules = list(self._rules.values())
+            previous = self._snapshot
+            fresh = await asyncio.gather(
+                *(self._refresh_rule(rule, previous.get(rule.metric)) for rule in rules)
+            )
+            self._snapshot = MappingProxyType(
+                {rule.metric: snap for rule, snap in zip(rules, fresh, strict=True) if snap}
+            )
+
+    async def run(self) -> None:
+        """Refresh every interval until cancelled. A failed refresh is logged, not fatal."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                await self.refresh_once()
+            except Exception:
+                log.exception("Prometheus refresh failed")
+            await asyncio.sleep(max(0.0, self._interval - (loop.time() - started)))
+
+    def snapshot_age(self, metric: MetricName) -> float | None:
+        """Seconds since the metric's snapshot was fetched, or None if never."""
+        current = self._snapshot.get(metric)
+        return None if current is None else self._clock() - current.fetched_at
+
+    async def _refresh_rule(
+        self, rule: PrometheusRule, previous: RuleSnapshot | None
+    ) -> RuleSnapshot | None:
+        try:
+            vector = await self._query(rule, rule.query())
+            return snapshot.build(rule, vector, self._clock(), self._staleness)
+        except SourceError:
+            pass  # counted and logged by _query
+        except Exception:
+            self._errors.labels(metric=rule.metric).inc()
+            log.exception("building the snapshot of %s failed", rule.metric)
+        return previous
+
+    async def _query(self, rule: PrometheusRule, expr: str) -> Sequence[PromSample]:
+        started = time.perf_counter()
+        try:
+            return await self._api.query(expr)
+        except SourceError:
+            self._errors.labels(metric=rule.metric).inc()
+            log.warning("query for %s failed; keeping its last values", rule.metric)
+            raise
+        finally:
+            self._durations.labels(metric=rule.metric).observe(time.perf_counter() - started)
+
+    async def _select(self, rule: PrometheusRule, selector: Selector) -> RuleSnapshot:
+        key: _SelectedKey = (rule, selector)
+        cached = self._selected.get(key)
+        if cached is not None:
+            return cached
+        future = self._in_flight.get(key)
+        if future is None:
+            try:
+                matchers = matchers_from_selector(selector)
+            except PromQLError as e:
+                raise BadRequest(f"invalid metricLabelSelector: {e}") from e
+            future = asyncio.ensure_future(self._query_selected(key, rule.query(matchers)))
+            self._in_flight[key] = future
+            future.add_done_callback(lambda done: self._settle(key, done))
+        # Shielded: one caller giving up does not cancel the query the others wait for.
+        return await asyncio.shield(future)
+
+    async def _query_selected(self, key: _SelectedKey, expr: str) -> RuleSnapshot:
+        rule = key[0]
+        vector = await self._query(rule, expr)
+        built = snapshot.build(rule, vector, self._clock(), self._staleness)
+        self._selected[key] = built
+        return built
+
+    def _settle(self, key: _SelectedKey, done: asyncio.Future[RuleSnapshot]) -> None:
+        if self._in_flight.get(key) is done:
+            del self._in_flight[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: no "exception never retrieved" when nobody waits
+
+
+def _by_metric(rules: Iterable[PrometheusRule]) -> Mapping[MetricName, PrometheusRule]:
+    by_metric: dict[MetricName, PrometheusRule] = {}
+    for rule in rules:
+        if rule.metric in by_metric:
+            raise ValueError(f"two rules for metric {rule.metric}")
+        by_metric[rule.metric] = rule
+    return MappingProxyType(by_metric)
+
+
+class _SnapshotCollector(Collector):
+    """Snapshot gauges built fresh at each scrape: no stale label sets after a reload."""
+
+    def __init__(self, source: PrometheusSource) -> None:
+        self._source = source
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # unchecked: the label sets vary with the rules
+
+    def collect(self) -> Iterator[Metric]:
+        current = self._source.snapshot
+        now = self._source._clock()  # the same clock as the source's
+        age = GaugeMetricFamily(
+            "adapter_prometheus_snapshot_age_seconds",
+            "Seconds since the metric's snapshot was fetched from Prometheus.",
+            labels=["metric"],
+        )
+        samples = GaugeMetricFamily(
+            "adapter_prometheus_snapshot_samples",
+            "Pods with a value in the metric's current snapshot.",
+            labels=["metric"],
+        )
+        dropped = GaugeMetricFamily(
+            "adapter_prometheus_snapshot_dropped",
+            "Series or pods left out of the metric's current snapshot, by reason.",
+            labels=["metric", "reason"],
+        )
+        for metric, snap in sorted(current.items()):
+            age.add_metric([metric], now - snap.fetched_at)
+            samples.add_metric([metric], snap.samples)
+            for reason, count in sorted(snap.dropped.items()):
+                dropped.add_metric([metric, reason], count)
+        yield age
+        yield samples
+        yield dropped

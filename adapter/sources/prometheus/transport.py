@@ -1,0 +1,189 @@
+"""A thin async client for the Prometheus HTTP API, on prometheus-api-client.
+
+``PrometheusConnect`` blocks (it is ``requests``), so every call runs in this
+client's own small thread pool, behind a semaphore of the same size: the event
+loop never blocks, and a slow backend ties up at most ``max_concurrency``
+threads while further queries wait their turn. Works with any server speaking
+the Prometheus HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics).
+
+Every failure (connection, TLS, timeout, HTTP status, a malformed or
+non-vector answer) becomes :class:`adapter.core.errors.SourceError` with a
+generic message; the detail, which may contain the URL and the query, is only
+logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
+
+from adapter.core.errors import SourceError
+
+__all__ = ["PromSample", "PrometheusAPI", "PrometheusClient", "TransportOptions"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PromSample:
+    """One element of an instant vector: its labels, evaluation time and value.
+
+    ``value`` may be NaN or ±Inf, as Prometheus returned it: callers filter.
+    """
+
+    labels: Mapping[str, str]
+    timestamp: float
+    value: float
+
+
+class PrometheusAPI(Protocol):
+    """What the source needs of a Prometheus server: instant queries."""
+
+    async def query(self, expr: str, *, at: float | None = None) -> Sequence[PromSample]:
+        """Evaluate ``expr`` at ``at`` (Unix seconds; the server's now when None).
+
+        Returns an instant vector; raises SourceError on any failure.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TransportOptions:
+    """How to reach Prometheus."""
+
+    url: str = "http://127.0.0.1:9090"
+    """Base URL of the HTTP API (with a path prefix if the server has one)."""
+    bearer_token_file: str | None = None
+    """File holding a bearer token; re-read whenever it changes (projected tokens rotate)."""
+    ca_file: str | None = None
+    """CA bundle to verify the server's certificate with (default: the system's)."""
+    cert_file: str | None = None
+    """Client certificate (PEM) for mutual TLS; needs ``key_file`` unless it includes the key."""
+    key_file: str | None = None
+    """Private key of ``cert_file``."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra headers on every request (e.g. ``X-Scope-OrgID`` for Mimir tenants)."""
+    timeout: float = 10.0
+    """Seconds per HTTP request, connect and read each."""
+    insecure_skip_verify: bool = False
+    """Do not verify the server's certificate. For tests and emergencies only."""
+    max_concurrency: int = 4
+    """Queries in flight at once (threads in the pool)."""
+    retries: int = 1
+    """Retries of a failed connection or a 5xx/429 answer, with a short backoff."""
+
+
+class _BearerTokenFile(requests.auth.AuthBase):
+    """``Authorization: Bearer <token>`` from a file, re-read when it changes."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._token = ""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._current()}"
+        return request
+
+    def _current(self) -> str:
+        stat = os.stat(self._path)  # an OSError here fails the request: translated above
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                with open(self._path, encoding="utf-8") as f:
+                    self._token = f.read().strip()
+                self._stamp = stamp
+            return self._token
+
+
+class PrometheusClient:
+    """:class:`PrometheusAPI` over HTTP. Call :meth:`close` when done."""
+
+    def __init__(self, options: TransportOptions) -> None:
+        self._options = options
+        self._pool = ThreadPoolExecutor(
+            max_workers=options.max_concurrency, thread_name_prefix="prometheus"
+        )
+        self._slots = asyncio.Semaphore(options.max_concurrency)
+        self._connect = PrometheusConnect(
+            url=options.url.rstrip("/"),
+            headers=dict(options.headers),
+            session=_session(options),
+            retry=Retry(
+                total=options.retries,
+                backoff_factor=0.2,
+                status_forcelist=(429, 500, 502, 503, 504),
+                allowed_methods=None,
+            ),
+            auth=_BearerTokenFile(options.bearer_token_file) if options.bearer_token_file else None,
+            timeout=options.timeout,
+        )
+
+    async def query(self, expr: str, *, at: float | None = None) -> Sequence[PromSample]:
+        params = {} if at is None else {"time": repr(at)}
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            try:
+                result = await loop.run_in_executor(
+                    self._pool, self._connect.custom_query, expr, params
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("Prometheus query failed: %s (query: %s)", e, expr)
+                raise SourceError("the Prometheus query failed") from e
+        try:
+            return _vector(result)
+        except (TypeError, ValueError, KeyError, IndexError) as e:
+            log.warning("Prometheus answered a non-vector: %s (query: %s)", e, expr)
+            raise SourceError("the Prometheus query returned an unexpected result") from e
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._connect.close()
+
+
+def _session(options: TransportOptions) -> requests.Session:
+    session = requests.Session()
+    if options.insecure_skip_verify:
+        session.verify = False
+    elif options.ca_file:
+        session.verify = options.ca_file
+    if options.cert_file:
+        session.cert = (
+            (options.cert_file, options.key_file) if options.key_file else options.cert_file
+        )
+    return session
+
+
+def _vector(result: Any) -> list[PromSample]:
+    """Parse ``data.result`` of an instant vector; refuse scalars, strings and matrices."""
+    if not isinstance(result, list):
+        raise TypeError(f"expected a list, got {type(result).__name__}")
+    if result and not isinstance(result[0], dict):
+        raise TypeError("expected an instant vector, got a scalar or a string")
+    samples = []
+    for item in result:
+        if "value" not in item:
+            raise ValueError("expected an instant vector, got a range vector")
+        timestamp, text = item["value"]
+        samples.append(PromSample(dict(item["metric"]), float(timestamp), _float(text)))
+    return samples
+
+
+def _float(text: str) -> float:
+    """A sample value as Prometheus formats it: decimals, ``NaN``, ``+Inf``, ``-Inf``."""
+    value = float(text)
+    return math.nan if math.isnan(value) else value
