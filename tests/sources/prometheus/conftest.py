@@ -1,0 +1,3 @@
+from tests.support.prometheus_server import prometheus_factory
+
+__all__ = ["prometheus_factory"]
