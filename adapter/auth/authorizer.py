@@ -206,6 +206,12 @@ class DelegatingAuthorizer:
 class StandaloneAuthorizer:
     """No Kubernetes API (``--pods-file`` mode): every authenticated caller may read."""
 
+    def __init__(self) -> None:
+        log.warning(
+            "no Kubernetes API: authorization is disabled, every caller with a client "
+            "certificate from --client-ca-file may read every metric; anonymous callers get 401"
+        )
+
     async def authorize(self, user: UserInfo, attributes: RequestAttributes) -> Decision:
         del user
         if attributes.resource is None and attributes.path in ALWAYS_ALLOW_PATHS:
