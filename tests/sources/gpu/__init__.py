@@ -1,0 +1,1 @@
+"""Tests of the GPU source: discovery, pulling, the store and fetch."""

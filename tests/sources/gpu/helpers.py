@@ -1,0 +1,184 @@
+"""Fake GPU collectors (real aiohttp apps on loopback), snapshot documents, a clock, targets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from adapter.core.model import (
+    DEPLOYMENTS,
+    NODES,
+    PODS,
+    Namespace,
+    NodeName,
+    ObjectRef,
+    OwnerRef,
+    PodInfo,
+    PodName,
+    PodUID,
+    Target,
+)
+
+T0 = 1_763_800_000.0
+NS = Namespace("ml")
+
+
+class FakeClock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def pod_doc(
+    name: str, utilization: float, *, sample_time: float, uid: str | None = None, ns: str = "ml"
+) -> dict[str, Any]:
+    return {
+        "namespace": ns,
+        "pod": name,
+        "uid": uid,
+        "utilization": utilization,
+        "memoryUsedBytes": None,
+        "gpus": ["GPU-x"],
+        "samples": 10,
+        "sampleTime": sample_time,
+    }
+
+
+def gpu_doc(
+    index: int, utilization: float | None, *, status: str = "ok", mig: bool = False
+) -> dict[str, Any]:
+    return {
+        "index": index,
+        "uuid": f"GPU-{index}",
+        "name": "NVIDIA H100 80GB HBM3",
+        "mig": mig,
+        "parentUuid": None,
+        "migIndex": None,
+        "status": status,
+        "utilization": utilization,
+        "samples": 10 if utilization is not None else 0,
+        "memoryUsedBytes": None,
+        "memoryTotalBytes": None,
+    }
+
+
+def snapshot_doc(
+    node: str,
+    pods: Mapping[str, float] | Iterable[dict[str, Any]] = (),
+    gpus: Iterable[float | None] = (),
+    *,
+    sampled_at: float = T0,
+    window: float = 10,
+    simulated: bool = False,
+    ready: bool = True,
+) -> dict[str, Any]:
+    """A /snapshot document; ``pods`` as {name: utilization} (sampled at ``sampled_at``) or docs."""
+    pod_docs = (
+        [pod_doc(name, util, sample_time=sampled_at) for name, util in pods.items()]
+        if isinstance(pods, Mapping)
+        else list(pods)
+    )
+    return {
+        "node": node,
+        "simulated": simulated,
+        "ready": ready,
+        "sampledAt": sampled_at,
+        "windowSeconds": window,
+        "intervalSeconds": 1,
+        "pods": pod_docs,
+        "gpus": [gpu_doc(i, u) for i, u in enumerate(gpus)],
+    }
+
+
+class FakeCollector:
+    """A loopback ``/snapshot`` server answering what the test scripts.
+
+    ``doc`` is a document or a function of nothing returning one (so it can
+    follow a fake clock); ``status``, ``raw`` (a body replacing the JSON) and
+    ``delay`` script failures. ``stop()`` kills it: connections are refused.
+    """
+
+    def __init__(
+        self, doc: dict[str, Any] | Callable[[], dict[str, Any]], host: str = "127.0.0.1"
+    ) -> None:
+        self.doc = doc
+        self.host = host
+        self.status = 200
+        self.raw: bytes | None = None
+        self.delay = 0.0
+        self.requests = 0
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def _snapshot(self, _request: web.Request) -> web.Response:
+        self.requests += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.raw is not None:
+            return web.Response(body=self.raw, status=self.status, content_type="application/json")
+        doc = self.doc() if callable(self.doc) else self.doc
+        return web.Response(
+            text=json.dumps(doc), status=self.status, content_type="application/json"
+        )
+
+    async def start(self, port: int = 0) -> FakeCollector:
+        app = web.Application()
+        app.router.add_get("/snapshot", self._snapshot)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def pod(
+    name: str,
+    *,
+    node: str = "n1",
+    owner: str | None = None,
+    uid: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    ip: str | None = None,
+    phase: str = "Running",
+) -> PodInfo:
+    return PodInfo(
+        namespace=NS,
+        name=PodName(name),
+        uid=PodUID(uid or f"uid-{name}"),
+        labels=dict(labels or {}),
+        phase=phase,
+        node_name=NodeName(node),
+        pod_ip=ip,
+        owner=None if owner is None else OwnerRef("apps/v1", "ReplicaSet", owner),
+    )
+
+
+def pod_target(info: PodInfo) -> Target:
+    return Target(ObjectRef(PODS, info.name, info.namespace), (info,))
+
+
+def deployment_target(name: str, *members: PodInfo) -> Target:
+    return Target(ObjectRef(DEPLOYMENTS, name, NS), tuple(members))
+
+
+def node_target(name: str, *members: PodInfo) -> Target:
+    return Target(ObjectRef(NODES, name), tuple(members))
