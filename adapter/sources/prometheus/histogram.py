@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 Bucket = tuple[float, float]
 """``(upper_bound, cumulative_count)``: one ``le`` series' value (a count or a rate)."""
 
 
+@lru_cache(maxsize=4096)  # a fleet shares a few dozen distinct le values
 def parse_le(text: str) -> float | None:
     """An ``le`` label value as Go's ``strconv.ParseFloat`` reads it, or None.
 
@@ -75,15 +77,19 @@ def merge(histograms: Iterable[Sequence[Bucket]]) -> tuple[Bucket, ...]:
     return coalesce(totals.items())
 
 
-def bucket_quantile(q: float, buckets: Iterable[Bucket]) -> float:  # noqa: PLR0911  # mirrors Go
+def bucket_quantile(q: float, buckets: Iterable[Bucket]) -> float:
     """The q-quantile of cumulative ``buckets``, or NaN when there is no answer."""
+    return quantile_of_coalesced(q, coalesce(buckets))
+
+
+def quantile_of_coalesced(q: float, ordered: Sequence[Bucket]) -> float:  # noqa: PLR0911
+    """:func:`bucket_quantile` of buckets already sorted and coalesced (by :func:`coalesce`)."""
     if math.isnan(q):
         return math.nan
     if q < 0:
         return -math.inf
     if q > 1:
         return math.inf
-    ordered = coalesce(buckets)
     if not ordered or ordered[-1][0] != math.inf:
         return math.nan
     bounds = [upper for upper, _ in ordered]

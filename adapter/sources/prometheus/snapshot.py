@@ -101,7 +101,7 @@ def _build_histogram(
     pods: dict[PodKey, PodValue] = {}
     for key, raw in grouped.items():
         buckets = histogram.coalesce(raw)
-        value = histogram.bucket_quantile(rule.quantile, buckets)
+        value = histogram.quantile_of_coalesced(rule.quantile, buckets)
         sample: Sample | None = None
         if _finite(value):
             sample = Sample(value, times[key], rule.window_seconds)
@@ -199,7 +199,7 @@ def answer(
 def _combine(rule: PrometheusRule, values: Sequence[PodValue]) -> Sample | None:
     if rule.aggregate is Aggregation.HISTOGRAM and isinstance(rule, HistogramRule):
         merged = histogram.merge(value.buckets for value in values)
-        quantile = histogram.bucket_quantile(rule.quantile, merged)
+        quantile = histogram.quantile_of_coalesced(rule.quantile, merged)
         if not _finite(quantile):
             return None
         timestamp = min(value.timestamp for value in values)

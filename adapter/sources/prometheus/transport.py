@@ -179,7 +179,7 @@ def _vector(result: Any) -> list[PromSample]:
         if "value" not in item:
             raise ValueError("expected an instant vector, got a range vector")
         timestamp, text = item["value"]
-        samples.append(PromSample(dict(item["metric"]), float(timestamp), _float(text)))
+        samples.append(PromSample(item["metric"], float(timestamp), _float(text)))
     return samples
 
 
