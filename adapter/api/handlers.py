@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -19,9 +19,7 @@ GROUP_PATH = f"/apis/{API_GROUP}"
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(
-        status=status, body=json.dumps(body).encode(), content_type="application/json"
-    )
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
 async def apis(request: web.Request) -> web.Response:

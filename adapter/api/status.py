@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from adapter.core.errors import AdapterError
@@ -29,7 +29,7 @@ def error_response(error: AdapterError) -> web.Response:
     headers = {"WWW-Authenticate": 'Bearer realm="kubernetes"'} if error.code == 401 else None
     return web.Response(
         status=error.code,
-        body=json.dumps(status_body(error)).encode(),
+        body=orjson.dumps(status_body(error)),
         content_type=JSON,
         headers=headers,
     )

@@ -23,8 +23,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 @dataclass(frozen=True, slots=True)
 class _Served:
-    value: float
-    sample_time: float
+    values: Sequence[MetricValue]
     served_at: float
 
 
@@ -36,7 +35,9 @@ class Telemetry(Collector):
     ) -> None:
         self._clock = clock
         self._served_ttl = served_ttl
-        self._served: dict[tuple[str, str, str, str], _Served] = {}
+        # One entry per read shape (metric, kind, namespace, selector): O(1) on the
+        # request path; expanded per object only when /metrics is scraped.
+        self._served: dict[tuple[str, str, str, str | None], _Served] = {}
         self.requests = Counter(
             "adapter_http_requests",
             "HTTP requests answered, by route, method and status code.",
@@ -69,11 +70,10 @@ class Telemetry(Collector):
     def served(self, values: Sequence[MetricValue]) -> None:
         if not values:
             return
-        now = self._clock()
-        self.values_served.labels(values[0].metric).inc(len(values))
-        for value in values:
-            key = (value.metric, value.obj.kind.kind, value.obj.namespace or "", value.obj.name)
-            self._served[key] = _Served(value.sample.value, value.sample.timestamp, now)
+        first = values[0]
+        self.values_served.labels(first.metric).inc(len(values))
+        key = (first.metric, first.obj.kind.kind, first.obj.namespace or "", first.metric_selector)
+        self._served[key] = _Served(values, self._clock())
 
     def omitted(self, metric: MetricName, reason: str, count: int) -> None:
         self.omissions.labels(metric, reason).inc(count)
@@ -94,11 +94,18 @@ class Telemetry(Collector):
             "Age of the sample behind the last value served, at the time it was served.",
             labels=["metric", "kind", "namespace", "name"],
         )
+        latest: dict[tuple[str, str, str, str], tuple[float, MetricValue]] = {}
         for key, served in list(self._served.items()):
             if now - served.served_at > self._served_ttl:
                 self._served.pop(key, None)
                 continue
-            value.add_metric(list(key), served.value)
-            age.add_metric(list(key), max(0.0, served.served_at - served.sample_time))
+            for item in served.values:
+                obj = item.obj
+                labels = (str(item.metric), obj.kind.kind, str(obj.namespace or ""), obj.name)
+                if labels not in latest or latest[labels][0] <= served.served_at:
+                    latest[labels] = (served.served_at, item)
+        for labels, (served_at, item) in latest.items():
+            value.add_metric(list(labels), item.sample.value)
+            age.add_metric(list(labels), max(0.0, served_at - item.sample.timestamp))
         yield value
         yield age

@@ -11,6 +11,7 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, localcontext
+from functools import lru_cache
 from typing import Final
 
 __all__ = ["format_quantity", "milli_value", "parse_quantity", "rfc3339"]
@@ -27,6 +28,7 @@ _MAX_DIGITS: Final = 1000
 _FLOAT_DIGITS: Final = 400
 
 
+@lru_cache(maxsize=16384)
 def format_quantity(value: float) -> str:
     """Render a finite float as a Kubernetes Quantity string in milli precision.
 
@@ -40,7 +42,8 @@ def format_quantity(value: float) -> str:
     Examples: 0.2345 -> "235m", 0.1 -> "100m", 10.0 -> "10", 1e-4 -> "0",
     -1.5 -> "-1500m".
 
-    Raises ValueError for NaN and infinities.
+    Raises ValueError for NaN and infinities. Memoized: a snapshot's values are
+    rendered again for every client that reads them.
     """
     if not math.isfinite(value):
         raise ValueError(f"a Quantity cannot represent {value!r}")
@@ -155,10 +158,16 @@ def rfc3339(ts: float) -> str:
     """
     if not math.isfinite(ts):
         raise ValueError(f"not a time: {ts!r}")
+    return _rfc3339_second(math.floor(ts))
+
+
+@lru_cache(maxsize=4096)
+def _rfc3339_second(second: int) -> str:
+    """Memoized: the values of one snapshot share a handful of sample times."""
     try:
-        moment = _EPOCH + timedelta(seconds=math.floor(ts))
+        moment = _EPOCH + timedelta(seconds=second)
     except OverflowError as exc:
-        raise ValueError(f"time {ts!r} is outside years 1 to 9999") from exc
+        raise ValueError(f"time {second!r} is outside years 1 to 9999") from exc
     return (
         f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
         f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z"

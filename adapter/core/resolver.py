@@ -124,6 +124,12 @@ class Resolver:
         """One target per object in scope. A root-scoped read of a namespaced
         resource (``pods/*/m``) spans every namespace, as ``/api/v1/pods`` does."""
         selected = [pod for pod in pods if selector.matches(pod.labels)]
+        if kind is PODS:  # the HPA's hot path: no grouping needed
+            return [
+                Target(ObjectRef(PODS, pod.name, pod.namespace), (pod,))
+                for pod in sorted(selected, key=_by_pod_key)
+                if path.wildcard or pod.name == path.name
+            ]
         if kind is NAMESPACES:
             assert path.namespace is not None
             return (
@@ -131,7 +137,7 @@ class Resolver:
             )
         groups: dict[tuple[Namespace | None, str], list[PodInfo]] = defaultdict(list)
         for pod in selected:
-            name = pod.name if kind is PODS else workload_of(pod, kind)
+            name = workload_of(pod, kind)
             if name is not None and (path.wildcard or name == path.name):
                 namespace = None if kind.scope is Scope.CLUSTER else pod.namespace
                 groups[(namespace, name)].append(pod)
@@ -176,6 +182,10 @@ def workload_of(pod: PodInfo, kind: ResourceKind) -> str | None:
         if template_hash and owner.name.endswith(suffix):
             return owner.name[: -len(suffix)]
     return None
+
+
+def _by_pod_key(pod: PodInfo) -> tuple[str, str]:
+    return (pod.namespace, pod.name)
 
 
 def _by_namespace_and_name(

@@ -226,7 +226,10 @@ class Selector:
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         """True when every requirement matches; the empty selector matches everything."""
-        return all(requirement.matches(labels) for requirement in self.requirements)
+        for requirement in self.requirements:  # noqa: SIM110  (runs per pod: no genexpr)
+            if not requirement.matches(labels):
+                return False
+        return True
 
     @property
     def empty(self) -> bool:

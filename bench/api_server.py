@@ -1,0 +1,151 @@
+"""A server process for bench_api.py: the real adapter app, or a bare aiohttp baseline.
+
+    python bench/api_server.py adapter PODS PORT CERT_DIR
+    python bench/api_server.py bare PODS PORT CERT_DIR
+
+``adapter`` serves pods/*/inference_latency_p95 through the full request path
+(routing, selector parsing, resolver, pod index, in-memory source, Quantity
+rendering, JSON, self metrics) with PODS matching pods. ``bare`` is a TLS
+aiohttp handler returning a pre-built body of the same size: the floor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from adapter.api.tls import ServingTLS
+from adapter.app import Parts, build_app
+from adapter.config import build_catalogue
+from adapter.core.model import (
+    MetricName,
+    Namespace,
+    ObjectRef,
+    OwnerRef,
+    PodInfo,
+    PodName,
+    PodUID,
+    Sample,
+    Target,
+)
+from adapter.core.selectors import Selector
+from adapter.kube.pods import PodsFileIndex
+
+NOW = time.time()
+
+
+class StaticSource:
+    """Every pod has a value; aggregation is a mean. Answers from a dict, like a snapshot."""
+
+    name = "static"
+
+    def __init__(self, pods: Sequence[PodInfo]) -> None:
+        self._values = {
+            (p.namespace, p.name): Sample(0.1 + i / 1000, NOW - 5, 120) for i, p in enumerate(pods)
+        }
+
+    async def fetch(
+        self, metric: MetricName, targets: Sequence[Target], metric_selector: Selector
+    ) -> Mapping[ObjectRef, Sample]:
+        """Like a snapshot lookup: one dict get per pod, aggregation only for workloads."""
+        result = {}
+        values = self._values
+        for target in targets:
+            if len(target.pods) == 1:
+                pod = target.pods[0]
+                sample = values.get((pod.namespace, pod.name))
+                if sample is not None:
+                    result[target.obj] = sample
+                continue
+            samples = [s for p in target.pods if (s := values.get((p.namespace, p.name)))]
+            if samples:
+                result[target.obj] = Sample(
+                    sum(s.value for s in samples) / len(samples), NOW - 5, 120
+                )
+        return result
+
+
+def make_pods(count: int) -> list[PodInfo]:
+    owner = OwnerRef("apps/v1", "ReplicaSet", "web-7c9d5f6b8")
+    pods = [
+        PodInfo(
+            Namespace("ml"),
+            PodName(f"web-7c9d5f6b8-{i:05d}"),
+            PodUID(f"uid-{i}"),
+            labels={"app": "web", "pod-template-hash": "7c9d5f6b8"},
+            ready_since=NOW - 3600,
+            owner=owner,
+        )
+        for i in range(count)
+    ]
+    # Pods in the namespace that the selector must filter out.
+    pods += [
+        PodInfo(
+            Namespace("ml"),
+            PodName(f"other-{i}"),
+            PodUID(f"o-{i}"),
+            labels={"app": "other"},
+            ready_since=NOW - 3600,
+        )
+        for i in range(count // 10)
+    ]
+    return pods
+
+
+async def main(mode: str, count: int, port: int, cert_dir: Path) -> None:
+    tls = ServingTLS(cert_dir=cert_dir, hosts=("127.0.0.1",))
+    pods = make_pods(count)
+    if mode == "adapter":
+        catalogue = build_catalogue({}, "<bench>", {})
+        source = StaticSource(pods)
+        app = build_app(
+            Parts(
+                catalogue=lambda: catalogue,
+                pods=PodsFileIndex(pods),
+                sources={"prometheus": source, "gpu": source},
+                registry=CollectorRegistry(),
+            )
+        )
+    else:
+        body = json.dumps(
+            {
+                "kind": "MetricValueList",
+                "items": [
+                    {
+                        "describedObject": {
+                            "kind": "Pod",
+                            "namespace": "ml",
+                            "name": p.name,
+                            "apiVersion": "v1",
+                        },
+                        "metric": {"name": "inference_latency_p95", "selector": None},
+                        "timestamp": "2026-11-22T10:00:00Z",
+                        "windowSeconds": 120,
+                        "value": "100m",
+                    }
+                    for p in pods[:count]
+                ],
+            }
+        ).encode()
+
+        async def handler(_request: web.Request) -> web.Response:
+            return web.Response(body=body, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls.context).start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])))
