@@ -19,12 +19,24 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from kubernetes.aio.client import ApiClient
 from prometheus_client import CollectorRegistry
 
 from adapter.api import handlers, middleware
+from adapter.api.auth_middleware import (
+    access_log_middleware,
+    auth_middleware,
+    inflight_limit_middleware,
+)
 from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, TELEMETRY, ReadinessCheck
 from adapter.api.telemetry import Telemetry
 from adapter.api.tls import ServingTLS, TLSConfigError
+from adapter.auth.authenticator import Authenticator
+from adapter.auth.authorizer import Authorizer, DelegatingAuthorizer, StandaloneAuthorizer
+from adapter.auth.config import ConfigMapWatcher, TrustLoader
+from adapter.auth.kube import KubeAuthClient
+from adapter.auth.tokens import TokenAuthenticator
+from adapter.auth.trust import TrustState
 from adapter.config import CatalogueHolder, ConfigError
 from adapter.core.catalogue import Catalogue, MetricSpec
 from adapter.core.ports import Clock, PodLister, Source
@@ -248,17 +260,72 @@ def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
+@dataclass
+class AuthParts:
+    middlewares: list[Middleware]
+    lifetimes: list[Callable[[web.Application], AsyncIterator[None]]]
+
+
+def _auth(settings: Settings, tls: ServingTLS, api_client: ApiClient | None) -> AuthParts:
+    """Authentication and authorization as k8s.io/apiserver delegates them (protocol.md section 7).
+
+    Cluster mode: front-proxy and client certificates from the trust ConfigMap
+    (watched, applied live to the TLS context), bearer tokens by TokenReview,
+    every request authorized by SubjectAccessReview. Standalone mode: client
+    certificates from --client-ca-file only, every authenticated caller allowed.
+    """
+    auth = settings.auth
+    trust = TrustState()
+    trust.subscribe(lambda c: tls.set_client_cas(c.client_ca_pem, c.requestheader_ca_pem))
+    loader = TrustLoader(auth, trust)
+    loader.refresh_once()  # flag files; raises on unreadable material (startup error)
+    lifetimes = [background("trust-files", lambda: _poll(loader.refresh_once, 30.0))]
+    authorizer: Authorizer
+    if api_client is None:
+        authenticator = Authenticator(trust)
+        authorizer = StandaloneAuthorizer()
+    else:
+        kube = KubeAuthClient(api_client)
+        tokens = TokenAuthenticator(
+            kube, audiences=auth.api_audiences, ttl=auth.authentication_token_webhook_cache_ttl
+        )
+        authenticator = Authenticator(trust, tokens)
+        authorizer = DelegatingAuthorizer(
+            kube,
+            allow_ttl=auth.authorization_webhook_cache_authorized_ttl,
+            deny_ttl=auth.authorization_webhook_cache_unauthorized_ttl,
+            always_allow_paths=frozenset(auth.authorization_always_allow_paths),
+        )
+        if auth.lookup:
+            watcher = ConfigMapWatcher(kube, loader, auth)
+            tolerate = auth.authentication_tolerate_lookup_failure
+
+            async def trust_configmap(_app: web.Application) -> AsyncIterator[None]:
+                async with watcher.running(tolerate_failure=tolerate):
+                    yield
+
+            lifetimes.append(trust_configmap)
+    middlewares = [
+        inflight_limit_middleware(auth.max_requests_inflight),
+        auth_middleware(
+            authenticator, authorizer, always_allow_paths=auth.authorization_always_allow_paths
+        ),
+    ]
+    return AuthParts(middlewares, lifetimes)
+
+
 async def _pod_lister(
     settings: Settings, stack: contextlib.AsyncExitStack
-) -> PodIndex | PodsFileIndex:
+) -> tuple[PodIndex | PodsFileIndex, ApiClient | None]:
+    """The pod index, and the API client it uses (None in standalone mode)."""
     if settings.kube.pods_file is not None:
         pods = PodsFileIndex.load(settings.kube.pods_file)
         log.info("standalone mode: %d pods from %s", len(pods), settings.kube.pods_file)
-        return pods
+        return pods, None
     kubeconfig = _str(settings.kube.kubeconfig)
     api_client = await kube_credentials.connect(kubeconfig, context=settings.kube.context)
     stack.push_async_callback(api_client.close)
-    return PodIndex(KubePodsAPI(api_client))
+    return PodIndex(KubePodsAPI(api_client)), api_client
 
 
 async def serve(settings: Settings, started: Callable[[int], None] | None = None) -> int:
@@ -271,18 +338,24 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
     registry = CollectorRegistry(auto_describe=True)
     async with contextlib.AsyncExitStack() as stack:
         try:
-            pods = await _pod_lister(settings, stack)
+            pods, api_client = await _pod_lister(settings, stack)
             sources: dict[str, Source] = {}
             prometheus = _prometheus_source(settings, holder, registry)
             tls = ServingTLS(
                 settings.serving.tls_cert_file,
                 settings.serving.tls_private_key_file,
                 settings.serving.cert_dir,
+                hosts=("localhost", "127.0.0.1", *settings.serving.extra_hosts),
             )
+            auth = _auth(settings, tls, api_client)
         except (StartupError, KubeConfigError, PodsFileError, TLSConfigError, RuleError) as e:
             log.error("cannot start: %s", e)
             return 2
+        except (OSError, ValueError) as e:
+            log.error("cannot start: unreadable certificate material: %s", e)
+            return 2
         tasks: list[Callable[[web.Application], AsyncIterator[None]]] = [
+            *auth.lifetimes,
             tls.cleanup_ctx(),
             background(
                 "rules-reloader", lambda: _poll(holder.reload_once, settings.config_poll_interval)
@@ -298,6 +371,8 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             pods=pods,
             sources=sources,
             registry=registry,
+            auth_middlewares=auth.middlewares,
+            outer_middlewares=[access_log_middleware()],
             cleanup_ctx=tasks,
         )
         await run_until_signalled(

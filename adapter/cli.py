@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from adapter import __version__
+from adapter.auth.config import AuthSettings
 from adapter.core.durations import parse_duration
 from adapter.settings import (
     GpuSettings,
@@ -33,6 +34,13 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from e
+
+
+_AUTH_DEFAULTS = AuthSettings()
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -54,7 +62,63 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     g.add_argument("--shutdown-timeout", type=_duration, default=ServingSettings.shutdown_timeout)
     g.add_argument(
-        "--max-concurrent-requests", type=int, default=ServingSettings.max_concurrent_requests
+        "--self-signed-host",
+        action="append",
+        default=[],
+        dest="extra_hosts",
+        help="extra DNS name for a generated certificate; repeatable",
+    )
+    g = p.add_argument_group("authentication and authorization (names as kube-apiserver's)")
+    g.add_argument("--client-ca-file", type=Path)
+    g.add_argument("--requestheader-client-ca-file", type=Path)
+    g.add_argument("--requestheader-allowed-names", type=_csv, default=())
+    g.add_argument(
+        "--requestheader-username-headers",
+        type=_csv,
+        default=_AUTH_DEFAULTS.requestheader_username_headers,
+    )
+    g.add_argument(
+        "--requestheader-group-headers",
+        type=_csv,
+        default=_AUTH_DEFAULTS.requestheader_group_headers,
+    )
+    g.add_argument(
+        "--requestheader-extra-headers-prefix",
+        type=_csv,
+        default=_AUTH_DEFAULTS.requestheader_extra_headers_prefix,
+    )
+    g.add_argument(
+        "--requestheader-uid-headers", type=_csv, default=_AUTH_DEFAULTS.requestheader_uid_headers
+    )
+    g.add_argument(
+        "--authentication-skip-lookup",
+        action="store_true",
+        help="do not read kube-system/extension-apiserver-authentication",
+    )
+    g.add_argument("--authentication-tolerate-lookup-failure", action="store_true")
+    g.add_argument(
+        "--authentication-token-webhook-cache-ttl",
+        type=_duration,
+        default=_AUTH_DEFAULTS.authentication_token_webhook_cache_ttl,
+    )
+    g.add_argument("--api-audiences", type=_csv, default=())
+    g.add_argument(
+        "--authorization-webhook-cache-authorized-ttl",
+        type=_duration,
+        default=_AUTH_DEFAULTS.authorization_webhook_cache_authorized_ttl,
+    )
+    g.add_argument(
+        "--authorization-webhook-cache-unauthorized-ttl",
+        type=_duration,
+        default=_AUTH_DEFAULTS.authorization_webhook_cache_unauthorized_ttl,
+    )
+    g.add_argument(
+        "--authorization-always-allow-paths",
+        type=_csv,
+        default=_AUTH_DEFAULTS.authorization_always_allow_paths,
+    )
+    g.add_argument(
+        "--max-requests-inflight", type=int, default=_AUTH_DEFAULTS.max_requests_inflight
     )
     g = p.add_argument_group("pods")
     g.add_argument("--kubeconfig", type=Path, help="default: in-cluster service account")
@@ -112,7 +176,25 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             tls_private_key_file=args.tls_private_key_file,
             cert_dir=args.cert_dir,
             shutdown_timeout=args.shutdown_timeout,
-            max_concurrent_requests=args.max_concurrent_requests,
+            extra_hosts=tuple(args.extra_hosts),
+        ),
+        auth=AuthSettings(
+            client_ca_file=args.client_ca_file,
+            requestheader_client_ca_file=args.requestheader_client_ca_file,
+            requestheader_allowed_names=args.requestheader_allowed_names,
+            requestheader_username_headers=args.requestheader_username_headers,
+            requestheader_group_headers=args.requestheader_group_headers,
+            requestheader_extra_headers_prefix=args.requestheader_extra_headers_prefix,
+            requestheader_uid_headers=args.requestheader_uid_headers,
+            authentication_skip_lookup=args.authentication_skip_lookup,
+            authentication_tolerate_lookup_failure=args.authentication_tolerate_lookup_failure,
+            authentication_token_webhook_cache_ttl=args.authentication_token_webhook_cache_ttl,
+            api_audiences=args.api_audiences,
+            authorization_webhook_cache_authorized_ttl=args.authorization_webhook_cache_authorized_ttl,
+            authorization_webhook_cache_unauthorized_ttl=args.authorization_webhook_cache_unauthorized_ttl,
+            authorization_always_allow_paths=args.authorization_always_allow_paths,
+            max_requests_inflight=args.max_requests_inflight,
+            standalone=args.pods_file is not None,
         ),
         kube=KubeSettings(
             kubeconfig=args.kubeconfig, context=args.context, pods_file=args.pods_file

@@ -329,7 +329,11 @@ def _spec(name: str, entry: Mapping[str, Any], path: str, issues: _Collector) ->
         issues.add(f"{where}.source", f"required: one of {', '.join(SOURCES)}")
         return None
     resources = _resources(entry.get("resources", ["pods"]), f"{where}.resources", issues)
-    aggregate_raw = entry.get("aggregate", "mean")
+    options_raw = entry.get(source, {})
+    # A histogram rule's natural aggregate is the merged histogram: a true fleet
+    # quantile. A mean of per-pod quantiles has to be asked for explicitly.
+    histogram = isinstance(options_raw, dict) and "histogram" in options_raw
+    aggregate_raw = entry.get("aggregate", "histogram" if histogram else "mean")
     try:
         aggregate = Aggregation(aggregate_raw)
     except ValueError:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adapter.auth.config import AuthSettings
+
 
 @dataclass(frozen=True)
 class ServingSettings:
@@ -24,8 +26,8 @@ class ServingSettings:
     """Where a generated self-signed certificate is written (and reused from)."""
     shutdown_timeout: float = 20.0
     """Seconds to finish in-flight requests after SIGTERM."""
-    max_concurrent_requests: int = 400
-    """Requests in progress beyond this get 429 (the HPA retries next sync)."""
+    extra_hosts: tuple[str, ...] = ()
+    """Extra names for a generated self-signed certificate (e.g. the Service DNS name)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class Settings:
     kube: KubeSettings = field(default_factory=KubeSettings)
     prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
     gpu: GpuSettings = field(default_factory=GpuSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     config_file: Path | None = None
     """Rules file (YAML). None: the built-in mission metrics only."""
     config_poll_interval: float = 5.0
@@ -120,6 +123,7 @@ class Settings:
         ):
             if path is not None and not path.is_file():
                 problems.append(f"{path_name} {path}: no such file")
+        problems.extend(self.auth.validate())
         if self.log_level not in {"debug", "info", "warning", "error"}:
             problems.append(f"--log-level {self.log_level}: one of debug, info, warning, error")
         return problems

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from adapter.core.errors import BadRequest
+from adapter.core.errors import BadRequest, NotFound
 from adapter.core.model import API_GROUP, VERSIONS, MetricName, Namespace
 
 GROUP_PREFIX = f"/apis/{API_GROUP}"
@@ -78,7 +78,7 @@ def parse_metric_path(path: str) -> MetricPath | None:
         return None
     version, parts = split
     if version not in VERSIONS:
-        raise BadRequest(f"unknown API version {version!r} for {API_GROUP}")
+        raise NotFound("the server could not find the requested resource")
     if not parts:
         return None
     if any(part == "" for part in parts):
