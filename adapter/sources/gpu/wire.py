@@ -103,6 +103,10 @@ def parse_snapshot(body: bytes | str) -> NodeSnapshot:
 def _pods(items: list[Any]) -> tuple[PodValue, ...]:
     pods: dict[tuple[str, str], PodValue] = {}
     for i, item in enumerate(items):
+        fast = _pod_fast(item)
+        if fast is not None and (fast.namespace, fast.pod) not in pods:
+            pods[(fast.namespace, fast.pod)] = fast
+            continue
         where = f"$.pods[{i}]"
         obj = _object(item, where)
         namespace, name = _string(obj, "namespace", where), _string(obj, "pod", where)
@@ -125,6 +129,9 @@ def _pods(items: list[Any]) -> tuple[PodValue, ...]:
 
 
 def _gpu(item: Any, where: str) -> GpuValue:
+    fast = _gpu_fast(item)
+    if fast is not None:
+        return fast
     obj = _object(item, where)
     index = obj.get("index")
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
@@ -140,6 +147,66 @@ def _gpu(item: Any, where: str) -> GpuValue:
         status=status,
         utilization=utilization,
     )
+
+
+# --- fast paths ----------------------------------------------------------------------------------
+# A thousand collectors times tens of entries per round: the common, valid entry is checked here
+# with plain type tests. Anything these do not accept goes through the field-by-field path above,
+# which is the reference and names what is wrong. They accept exactly a subset of what it does.
+
+_BIG: Final = 2**53
+_MISSING: Final = object()
+
+
+def _finite(value: Any) -> float | None:
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int and -_BIG < value < _BIG:
+        return float(value)
+    return None
+
+
+def _pod_fast(item: Any) -> PodValue | None:
+    if type(item) is not dict:
+        return None
+    namespace, name, uid = item.get("namespace"), item.get("pod"), item.get("uid", _MISSING)
+    utilization = _finite(item.get("utilization"))
+    sample_time = _finite(item.get("sampleTime"))
+    if (
+        type(namespace) is not str
+        or not namespace
+        or type(name) is not str
+        or not name
+        or (uid is not None and type(uid) is not str)
+        or utilization is None
+        or not 0.0 <= utilization <= 100.0
+        or sample_time is None
+        or sample_time <= 0
+    ):
+        return None
+    return PodValue(
+        Namespace(namespace), PodName(name), PodUID(uid) if uid else None, utilization, sample_time
+    )
+
+
+def _gpu_fast(item: Any) -> GpuValue | None:
+    if type(item) is not dict:
+        return None
+    index, uuid, mig = item.get("index"), item.get("uuid"), item.get("mig")
+    status, raw = item.get("status"), item.get("utilization", _MISSING)
+    utilization = None if raw is None else _finite(raw)
+    if (
+        type(index) is not int
+        or index < 0
+        or type(uuid) is not str
+        or type(mig) is not bool
+        or type(status) is not str
+        or (raw is not None and (utilization is None or not 0.0 <= utilization <= 100.0))
+        or (status != OK and utilization is not None)
+    ):
+        return None
+    return GpuValue(index, uuid, mig, status, utilization)
 
 
 # --- typed field access --------------------------------------------------------------------------

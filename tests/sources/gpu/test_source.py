@@ -450,7 +450,7 @@ async def test_a_change_is_served_within_two_intervals(collectors: Any) -> None:
     """Freshness on the real clock: a changed utilization reaches fetch within ~2 intervals."""
     current = {"a": 10.0}
     n1 = await collectors(lambda: snapshot_doc("n1", dict(current), sampled_at=time.time()))
-    interval = 0.2
+    interval = 0.3
     source = GpuSource(StaticDiscovery([n1.url]), pull_interval=interval)
     task = asyncio.create_task(source.run())
     try:

@@ -6,8 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapter.core.model import Namespace, PodName, PodUID
+from adapter.sources.gpu import wire
 from adapter.sources.gpu.wire import GpuValue, MalformedSnapshot, PodValue, parse_snapshot
 from tests.sources.gpu.helpers import T0, gpu_doc, pod_doc, snapshot_doc
 
@@ -135,3 +138,47 @@ def test_messages_name_the_field() -> None:
     doc["pods"][0]["utilization"] = 101
     with pytest.raises(MalformedSnapshot, match=r"\$\.pods\[0\]\.utilization: 101.0 is outside"):
         parse_snapshot(json.dumps(doc))
+
+
+# --- the fast paths accept exactly a subset of what the reference path accepts -------------------
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**60), max_value=2**60),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", "ml", "ok", "lost", "x"]),
+    st.just([]),
+)
+_pod_keys = st.sampled_from(["namespace", "pod", "uid", "utilization", "sampleTime"])
+_gpu_keys = st.sampled_from(["index", "uuid", "mig", "status", "utilization"])
+
+
+def _parse_or_error(doc: dict[str, Any]) -> Any:
+    try:
+        return parse_snapshot(json.dumps(doc))
+    except MalformedSnapshot:
+        return "malformed"
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    pod_changes=st.dictionaries(_pod_keys, st.one_of(_values, st.just(KeyError)), max_size=3),
+    gpu_changes=st.dictionaries(_gpu_keys, st.one_of(_values, st.just(KeyError)), max_size=3),
+)
+def test_fast_paths_agree_with_the_reference(
+    monkeypatch: pytest.MonkeyPatch, pod_changes: dict[str, Any], gpu_changes: dict[str, Any]
+) -> None:
+    doc = good()
+    for key, value in pod_changes.items():
+        _set(f"pods.0.{key}", value)(doc)
+    for key, value in gpu_changes.items():
+        _set(f"gpus.0.{key}", value)(doc)
+    fast = _parse_or_error(doc)
+    with monkeypatch.context() as m:
+        m.setattr(wire, "_pod_fast", lambda _item: None)
+        m.setattr(wire, "_gpu_fast", lambda _item: None)
+        reference = _parse_or_error(doc)
+    assert fast == reference
