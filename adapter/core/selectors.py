@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
 from typing import Final
@@ -220,15 +220,35 @@ class Selector:
     """
 
     requirements: tuple[Requirement, ...] = ()
+    # (key, operator, values as a frozenset): matches() runs once per pod per request,
+    # so it reads this flat plan instead of calling Requirement.matches.
+    _plan: tuple[tuple[str, Operator, frozenset[str]], ...] = field(
+        default=(), init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "requirements", tuple(sorted(self.requirements, key=_by_key)))
+        ordered = tuple(sorted(self.requirements, key=_by_key))
+        object.__setattr__(self, "requirements", ordered)
+        plan = tuple((r.key, r.operator, frozenset(r.values)) for r in ordered)
+        object.__setattr__(self, "_plan", plan)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        """True when every requirement matches; the empty selector matches everything."""
-        for requirement in self.requirements:  # noqa: SIM110  (runs per pod: no genexpr)
-            if not requirement.matches(labels):
-                return False
+        """True when every requirement matches; the empty selector matches everything.
+
+        Same semantics as ``all(r.matches(labels) for r in self.requirements)``.
+        """
+        for key, op, values in self._plan:
+            if op is Operator.EXISTS:
+                if key not in labels:
+                    return False
+            elif op is Operator.DOES_NOT_EXIST:
+                if key in labels:
+                    return False
+            else:
+                value = labels.get(key)
+                present = value is not None and value in values
+                if present != (op is Operator.EQUALS or op is Operator.IN):
+                    return False
         return True
 
     @property
