@@ -46,6 +46,8 @@ from adapter.kube.errors import KubeConfigError, PodsFileError
 from adapter.kube.listwatch import KubePodsAPI
 from adapter.kube.pods import PodIndex, PodsFileIndex
 from adapter.settings import Settings
+from adapter.sources.gpu.discovery import CollectorDiscovery, PodDiscovery, StaticDiscovery
+from adapter.sources.gpu.source import GpuSource
 from adapter.sources.prometheus.rules import (
     PrometheusRule,
     RuleError,
@@ -256,6 +258,26 @@ def _prometheus_source(
     return source
 
 
+def _gpu_source(
+    settings: Settings, pods: PodLister, standalone: bool, registry: CollectorRegistry
+) -> GpuSource:
+    gpu = settings.gpu
+    discovery: CollectorDiscovery
+    if standalone or gpu.collector_urls:
+        discovery = StaticDiscovery(gpu.collector_urls)
+        if not gpu.collector_urls:
+            log.warning("no --gpu-collector-url given: gpu_utilization will have no values")
+    else:
+        discovery = PodDiscovery(pods, gpu.collector_selector, gpu.collector_port)
+    return GpuSource(
+        discovery,
+        pull_interval=gpu.pull_interval,
+        staleness=gpu.stale_after,
+        timeout=gpu.timeout,
+        registry=registry,
+    )
+
+
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
@@ -348,11 +370,13 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
                 hosts=("localhost", "127.0.0.1", *settings.serving.extra_hosts),
             )
             auth = _auth(settings, tls, api_client)
+            gpu = _gpu_source(settings, pods, api_client is None, registry)
+            stack.push_async_callback(gpu.close)
         except (StartupError, KubeConfigError, PodsFileError, TLSConfigError, RuleError) as e:
             log.error("cannot start: %s", e)
             return 2
-        except (OSError, ValueError) as e:
-            log.error("cannot start: unreadable certificate material: %s", e)
+        except (OSError, ValueError) as e:  # unreadable CA files, bad collector URLs
+            log.error("cannot start: %s", e)
             return 2
         tasks: list[Callable[[web.Application], AsyncIterator[None]]] = [
             *auth.lifetimes,
@@ -363,6 +387,8 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
         ]
         if isinstance(pods, PodIndex):
             tasks.append(background("pod-index", pods.run))
+        sources["gpu"] = gpu
+        tasks.append(background("gpu-pull", gpu.run))
         if prometheus is not None:
             sources["prometheus"] = prometheus
             tasks.append(background("prometheus-refresh", prometheus.run))
