@@ -164,6 +164,13 @@ def parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     check = sub.add_parser("check-config", help="validate a rules file and print its catalogue")
     check.add_argument("config", type=Path, nargs="?")
+    demo = sub.add_parser(
+        "demo", help="run the local demo (simulated pods and GPUs, real Prometheus)"
+    )
+    demo.add_argument("--workdir", type=Path, default=Path(".demo"))
+    demo.add_argument("--rounds", type=int, default=3)
+    demo.add_argument("--every", type=_duration, default=10.0)
+    demo.add_argument("--keep-running", action="store_true")
     return root
 
 
@@ -268,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.config)
+    if args.command == "demo":
+        from adapter.demo.run import main as demo  # noqa: PLC0415
+
+        return demo(args.workdir, args.rounds, args.every, args.keep_running)
     settings = settings_from_args(args)
     problems = settings.validate()
     if problems:
