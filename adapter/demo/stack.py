@@ -267,6 +267,15 @@ class DemoStack:
             log.close()
         self._procs.clear()
 
+    def kill(self, name: str) -> None:
+        """Stop one component abruptly (SIGKILL), e.g. ``collector-gpu-node-2``."""
+        for proc_name, proc, _log in self._procs:
+            if proc_name == name and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+                return
+        raise KeyError(name)
+
     def logs(self) -> Iterator[tuple[str, Path]]:
         for name, _proc, _log in self._procs:
             yield name, self.workdir / f"{name}.log"
