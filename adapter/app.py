@@ -50,6 +50,7 @@ from adapter.sources.gpu.discovery import CollectorDiscovery, PodDiscovery, Stat
 from adapter.sources.gpu.source import GpuSource
 from adapter.sources.prometheus.rules import (
     PrometheusRule,
+    PromLabels,
     RuleError,
     parse_prometheus_block,
     parse_rule,
@@ -188,7 +189,11 @@ def _prometheus_block(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _prometheus_metric(spec: MetricSpec, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
     try:
-        parse_rule(spec, parse_prometheus_block(settings))
+        labels = parse_prometheus_block(settings)
+    except RuleError:
+        labels = PromLabels()  # the block's own problems are reported once, by _prometheus_block
+    try:
+        parse_rule(spec, labels)
     except RuleError as e:
         return _strip("prometheus", e.problems)
     return []
