@@ -28,3 +28,12 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.bootstrap-*
   touch "$stamp"
 fi
+
+# checkov pins old cachetools/packaging that our runtime dependencies outgrew, so it lives in
+# a virtualenv of its own; scripts/test.sh puts it on PATH after .venv.
+if [ ! -x .tools/checkov/bin/checkov ]; then
+  echo "bootstrap: installing checkov into .tools/checkov" >&2
+  "$PYTHON" -m venv .tools/checkov
+  .tools/checkov/bin/python -m pip install -q --upgrade pip
+  .tools/checkov/bin/python -m pip install -q 'checkov==3.3.30'
+fi

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-export PATH="$PWD/.venv/bin:$PATH"
+export PATH="$PWD/.venv/bin:$PATH:$PWD/.tools/checkov/bin"
 
 echo "== ruff (lint)";    ruff check adapter collectors tests bench
 echo "== ruff (format)";  ruff format --check adapter collectors tests bench

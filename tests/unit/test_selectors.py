@@ -1,7 +1,6 @@
 """Label selector grammar and semantics, checked against Go's labels.Parse behaviour."""
 
 # The invalid-input tables compare whole user-facing messages, one per line.
-# ruff: noqa: E501
 
 from __future__ import annotations
 
