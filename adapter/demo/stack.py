@@ -152,6 +152,25 @@ def gpu_scenario(node: str, pods: list[DemoPod], index: int) -> dict[str, Any]:
                 ],
             }
         )
+    if index == 1:  # one MIG-partitioned GPU, unassigned: per-MIG series through GPM
+        gpus.append(
+            {
+                "uuid": f"GPU-d3m0{index:04d}-0000-4000-8000-0000000000ff",
+                "name": "NVIDIA H100 80GB HBM3 (simulated, MIG)",
+                "memoryTotalBytes": 85899345920,
+                "mig": {
+                    "gpm": True,
+                    "devices": [
+                        {
+                            "uuid": f"MIG-d3m0{index:04d}-0000-4000-8000-00000000000{m}",
+                            "memoryTotalBytes": 10737418240,
+                            "utilization": 20 + 15 * m,
+                        }
+                        for m in range(2)
+                    ],
+                },
+            }
+        )
     return {"node": node, "gpus": gpus, "pods": scenario_pods}
 
 
@@ -185,6 +204,8 @@ class DemoStack:
     )
     rule_files: tuple[Path, ...] = ()
     adapter_args: tuple[str, ...] = ()
+    # (job, host:port) of further scrape targets, e.g. a test's stand-in for kube-state-metrics.
+    extra_scrape: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         # Prometheus and kubectl resolve relative paths against their config file.
@@ -394,6 +415,14 @@ class DemoStack:
                     },
                     "static_configs": [{"targets": [f"127.0.0.1:{self.adapter_port}"]}],
                 },
+                *(
+                    {
+                        "job_name": job,
+                        "honor_labels": True,
+                        "static_configs": [{"targets": [target]}],
+                    }
+                    for job, target in self.extra_scrape
+                ),
             ],
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))

@@ -14,7 +14,7 @@ next scrape. Every series carries ``node``; in ``--simulate`` mode every series 
     gpu_collector_unattributed_processes{node}                                last tick
     gpu_collector_nvml_errors_total{node,gpu,kind}                            counter
     gpu_collector_podresources_errors_total{node}                             counter
-    gpu_collector_gpu_status{node,gpu,uuid,status}                            1
+    gpu_collector_gpu_status{node,gpu,uuid,status}                            state set: 0 or 1
     gpu_collector_gpu_utilization_percent{node,gpu,uuid}                      absent unless ok
     gpu_collector_gpu_memory_used_bytes{node,gpu,uuid}
     gpu_collector_gpu_memory_total_bytes{node,gpu,uuid}
@@ -96,6 +96,10 @@ class GpuCollector(Collector):
         return families.all
 
 
+NVML_ERROR_KINDS = ("gpu_lost", "not_supported", "unknown")
+GPU_STATUSES = ("ok", "unsupported", "lost", "error")
+
+
 def _node_series(families: _Families, snapshot: Snapshot) -> None:
     families.gauge("gpu_collector_window_seconds", "Averaging window.").add(snapshot.window_s)
     families.counter("gpu_collector_samples", "Completed sampling ticks.").add(
@@ -117,19 +121,29 @@ def _node_series(families: _Families, snapshot: Snapshot) -> None:
     kubelet = families.counter(
         "gpu_collector_podresources_errors", "Failed kubelet PodResources List calls."
     )
+    # Every physical GPU gets every error kind from the start, at 0: rate() and alerts
+    # then see a counter that exists before its first increment.
+    nvml_counts: dict[tuple[str, str], int] = {
+        (str(view.state.index), kind): 0
+        for view in snapshot.gpus
+        if not view.state.mig
+        for kind in NVML_ERROR_KINDS
+    }
     kubelet_total = 0
-    for (gpu, kind), count in sorted(snapshot.errors.items()):
+    for (gpu, kind), count in snapshot.errors.items():
         if kind == "podresources":
             kubelet_total += count
         elif kind != "internal":
-            nvml.add(count, gpu, kind)
+            nvml_counts[(gpu, kind)] = count
+    for (gpu, kind), count in sorted(nvml_counts.items()):
+        nvml.add(count, gpu, kind)
     kubelet.add(kubelet_total)
 
 
 def _gpu_series(families: _Families, snapshot: Snapshot) -> None:
     status = families.gauge(
         "gpu_collector_gpu_status",
-        "1 for the GPU's current state: ok, unsupported, lost or error.",
+        "GPU state set: 1 for the current state (ok, unsupported, lost, error), 0 for the others.",
         [*GPU_LABELS, "status"],
     )
     util = families.gauge(
@@ -158,7 +172,8 @@ def _gpu_series(families: _Families, snapshot: Snapshot) -> None:
             targets = (mig_util, mig_used, mig_total)
         else:
             labels = (str(state.index), state.uuid)
-            status.add(1, *labels, state.status)
+            for name in GPU_STATUSES:  # a state set: every state present, 1 for the current one
+                status.add(1 if name == state.status else 0, *labels, name)
             targets = (util, used, total)
         values = (view.utilization_percent, state.memory_used_bytes, state.memory_total_bytes)
         for family, value in zip(targets, values, strict=True):

@@ -116,6 +116,13 @@ class PrometheusSource:
             registry=registry,
         )
         registry.register(_SnapshotCollector(self))
+        self._declare_series()
+
+    def _declare_series(self) -> None:
+        """Each rule's error counter exists at 0 from the start, so rate() and alerts see it."""
+        for metric in self._rules:
+            self._errors.labels(metric=metric)
+            self._durations.labels(metric=metric)
 
     @property
     def name(self) -> str:
@@ -135,6 +142,7 @@ class PrometheusSource:
         once; new and changed rules are queried by the next refresh."""
         self._rules = _by_metric(rules)
         self._selected.clear()
+        self._declare_series()
 
     async def fetch(
         self,
