@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -406,8 +407,10 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             outer_middlewares=[access_log_middleware()],
             cleanup_ctx=tasks,
         )
+        app = build_app(parts)
+        tune_gc()
         await run_until_signalled(
-            build_app(parts),
+            app,
             ssl_context=tls.context,
             host=settings.serving.bind_address,
             port=settings.serving.secure_port,
@@ -416,6 +419,19 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             started=started,
         )
     return 0
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections on the request path.
+
+    A metric read allocates a few objects per pod; with CPython's default gen-0
+    threshold (700) a 1,000-pod read triggers several collections, and the
+    occasional full one walks the whole pod index. Objects alive at start-up
+    are frozen out of collection and the gen-0 threshold is raised.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 async def _poll(step: Callable[[], object], interval: float) -> None:

@@ -99,6 +99,9 @@ def make_pods(count: int) -> list[PodInfo]:
     return pods
 
 
+from adapter.app import tune_gc  # noqa: E402
+
+
 async def main(mode: str, count: int, port: int, cert_dir: Path) -> None:
     tls = ServingTLS(cert_dir=cert_dir, hosts=("127.0.0.1",))
     pods = make_pods(count)
@@ -143,6 +146,8 @@ async def main(mode: str, count: int, port: int, cert_dir: Path) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls.context).start()
+    if mode == "adapter":
+        tune_gc()  # as `serve` does
     print("ready", flush=True)
     await asyncio.Event().wait()
 
