@@ -43,7 +43,7 @@ RULES_V2 = {
 
 
 class Adapter:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, prometheus_url: str = "http://127.0.0.1:9") -> None:
         self.tmp = tmp
         self.port = free_port()
         self.rules = tmp / "rules.yaml"
@@ -70,7 +70,7 @@ class Adapter:
                 "--config",
                 str(self.rules),
                 "--prometheus-url",
-                "http://127.0.0.1:9",
+                prometheus_url,
                 "--prometheus-refresh-interval",
                 "1h",
             ],
@@ -192,3 +192,47 @@ def test_invalid_rules_file_fails_at_start_with_every_problem(tmp_path: Path) ->
         f"{rules}:5: metrics[0].unknown: unknown key (allowed: aggregate, description, gpu, name, prometheus, resources, source, unit)",
         f"{rules}:3: metrics[0].prometheus: needs exactly one of histogram, gauge or query (found: none)",
     ]
+
+
+async def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
+    """A metricLabelSelector read waits on a (deliberately slow) Prometheus; SIGTERM
+    arrives meanwhile: the read still gets its answer, then the process exits 0."""
+    from aiohttp import web  # noqa: PLC0415
+
+    arrived = asyncio.Event()
+
+    async def slow_query(request: web.Request) -> web.Response:
+        form = await request.post() if request.method == "POST" else {}
+        if "llama" in str(request.rel_url) + str(form.get("query", "")):  # the request's own query
+            arrived.set()
+            await asyncio.sleep(2)
+        return web.json_response(
+            {"status": "success", "data": {"resultType": "vector", "result": []}}
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/api/v1/query", slow_query)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = Adapter(tmp_path, f"http://127.0.0.1:{runner.addresses[0][1]}")
+    try:
+        read = asyncio.create_task(
+            kubectl(
+                server.kubeconfig,
+                "get",
+                "--raw",
+                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/%2A/tokens_per_second"
+                "?metricLabelSelector=model%3Dllama",
+            )
+        )
+        await asyncio.wait_for(arrived.wait(), 20)
+        server.proc.send_signal(signal.SIGTERM)
+        result = await read
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["items"] == []
+        assert await asyncio.to_thread(server.proc.wait, 30) == 0
+    finally:
+        server.stop()
+        await runner.cleanup()
