@@ -61,9 +61,15 @@ from adapter.sources.prometheus.transport import PrometheusClient, TransportOpti
 
 log = logging.getLogger(__name__)
 
-# aiohttp server limits: request line, header sizes (bytes). Slow clients are cut
-# by the keep-alive timeout and the per-request read timeouts in the handler args.
-SERVER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64}
+# aiohttp server limits: request line and header sizes (bytes), header count, and the
+# keep-alive timeout, which in aiohttp 3.14 also bounds how long a client may take to
+# send a complete request head (slow clients, slowloris).
+SERVER_LIMITS: dict[str, Any] = {
+    "max_line_size": 8190,
+    "max_field_size": 8190,
+    "max_headers": 64,
+    "keepalive_timeout": 60.0,
+}
 
 
 @dataclass
@@ -81,6 +87,7 @@ class Parts:
     auth_middlewares: Sequence[Middleware] = ()
     outer_middlewares: Sequence[Middleware] = ()
     readiness: list[ReadinessCheck] = field(default_factory=list)
+    limits: dict[str, Any] = field(default_factory=lambda: dict(SERVER_LIMITS))
     cleanup_ctx: list[Callable[[web.Application], AsyncIterator[None]]] = field(
         default_factory=list
     )
@@ -97,7 +104,7 @@ def build_app(parts: Parts) -> web.Application:
             *parts.auth_middlewares,
         ],
         client_max_size=64 * 1024,  # we only serve GETs: no body worth more
-        handler_args=SERVER_LIMITS,
+        handler_args=parts.limits,
     )
     app[CATALOGUE] = parts.catalogue
     app[TELEMETRY] = telemetry

@@ -1,0 +1,105 @@
+"""Limits of the HTTP edge: request line, headers, concurrency, slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+
+from adapter.api.auth_middleware import inflight_limit_middleware
+from adapter.app import SERVER_LIMITS, Parts, build_app
+from adapter.config import build_catalogue
+from adapter.core.model import MetricName, ObjectRef, Sample, Target
+from adapter.core.selectors import Selector
+from adapter.kube.pods import PodsFileIndex
+from tests.api.conftest import NOW, PODS
+from tests.fakes.source import FakeSource
+
+G = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/*/inference_latency_p95"
+
+
+class SlowSource(FakeSource):
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.waiting = 0
+
+    async def fetch(
+        self, metric: MetricName, targets: Sequence[Target], metric_selector: Selector
+    ) -> Mapping[ObjectRef, Sample]:
+        self.waiting += 1
+        await self.release.wait()
+        return await super().fetch(metric, targets, metric_selector)
+
+
+async def make(aiohttp_client: Any, source: FakeSource, **limits: Any) -> TestClient[Any, Any]:
+    catalogue = build_catalogue({}, "<test>", {})
+    parts = Parts(
+        catalogue=lambda: catalogue,
+        pods=PodsFileIndex(PODS),
+        sources={"prometheus": source, "gpu": source},
+        clock=lambda: NOW,
+        registry=CollectorRegistry(),
+        auth_middlewares=[inflight_limit_middleware(2)],
+        limits={**SERVER_LIMITS, **limits},
+    )
+    client: TestClient[Any, Any] = await aiohttp_client(build_app(parts))
+    return client
+
+
+async def raw(client: TestClient[Any, Any], request: bytes, wait: float = 5.0) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(request)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(4096), wait)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_oversized_header_request_line_and_header_count_are_rejected(
+    aiohttp_client: Any,
+) -> None:
+    client = await make(aiohttp_client, FakeSource())
+    rejected = {
+        b"400 Bad Request",
+        b"414 Request-URI Too Long",
+        b"431 Request Header Fields Too Large",
+    }
+    big_header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+    long_line = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(100))
+    too_many = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n"
+    for request in (big_header, long_line, too_many):
+        status_line = (await raw(client, request)).split(b"\r\n")[0]
+        assert status_line.split(b" ", 1)[1] in rejected, status_line
+    ok = await raw(client, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_requests_beyond_the_concurrency_limit_get_429_at_once(aiohttp_client: Any) -> None:
+    source = SlowSource()
+    client = await make(aiohttp_client, source)
+    first = [asyncio.create_task(client.get(G)) for _ in range(2)]
+    while source.waiting < 2:
+        await asyncio.sleep(0.01)
+    third = await client.get(G)
+    assert third.status == 429
+    assert (await third.json())["reason"] == "TooManyRequests"
+    assert (await client.get("/healthz")).status == 200  # probes are never throttled
+    source.release.set()
+    assert [r.status for r in await asyncio.gather(*first)] == [200, 200]
+
+
+async def test_a_slow_client_is_disconnected(aiohttp_client: Any) -> None:
+    client = await make(aiohttp_client, FakeSource(), keepalive_timeout=1.0)
+    started = asyncio.get_running_loop().time()
+    answer = await raw(
+        client, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", wait=10.0
+    )  # never finishes the head
+    assert answer == b""  # closed by the server, without a response
+    assert asyncio.get_running_loop().time() - started < 5.0
