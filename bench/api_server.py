@@ -2,11 +2,14 @@
 
     python bench/api_server.py adapter PODS PORT CERT_DIR
     python bench/api_server.py bare PODS PORT CERT_DIR
+    python bench/api_server.py adapter-prom PODS PORT CERT_DIR
 
 ``adapter`` serves pods/*/inference_latency_p95 through the full request path
 (routing, selector parsing, resolver, pod index, in-memory source, Quantity
 rendering, JSON, self metrics) with PODS matching pods. ``bare`` is a TLS
 aiohttp handler returning a pre-built body of the same size: the floor.
+``adapter-prom`` is ``adapter`` with the real PrometheusSource, its snapshot filled
+once from a fake PrometheusAPI (per-pod quantiles from bucket rates, as in production).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from adapter.api.tls import ServingTLS
-from adapter.app import Parts, build_app
+from adapter.app import Parts, build_app, prometheus_rules
 from adapter.config import build_catalogue
+from adapter.core.catalogue import Catalogue
 from adapter.core.model import (
     MetricName,
     Namespace,
@@ -37,6 +41,8 @@ from adapter.core.model import (
 )
 from adapter.core.selectors import Selector
 from adapter.kube.pods import PodsFileIndex
+from adapter.sources.prometheus.source import PrometheusSource
+from adapter.sources.prometheus.transport import PromSample
 
 NOW = time.time()
 
@@ -70,6 +76,37 @@ class StaticSource:
                     sum(s.value for s in samples) / len(samples), NOW - 5, 120
                 )
         return result
+
+
+async def prometheus_snapshot(pods: Sequence[PodInfo], catalogue: Catalogue) -> PrometheusSource:
+    """The real PrometheusSource, its snapshot filled from bucket and gauge vectors for
+    ``pods`` (a fake PrometheusAPI answers the two refresh queries)."""
+    les = ["0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf"]
+    now = time.time()
+
+    class FakeAPI:
+        async def query(self, expr: str, *, at: float | None = None) -> Sequence[PromSample]:
+            if "_bucket" in expr:
+                return [
+                    PromSample(
+                        {"namespace": p.namespace, "pod": p.name, "le": le},
+                        now,
+                        float(j * 7 + i % 5),
+                    )
+                    for i, p in enumerate(pods)
+                    for j, le in enumerate(les)
+                ]
+            return [
+                PromSample(
+                    {"namespace": p.namespace, "pod": p.name, "adapter_part": part}, now, value
+                )
+                for p in pods
+                for part, value in (("value", 3.0), ("timestamp", now - 1))
+            ]
+
+    source = PrometheusSource(FakeAPI(), prometheus_rules(catalogue), registry=CollectorRegistry())
+    await source.refresh_once()
+    return source
 
 
 def make_pods(count: int) -> list[PodInfo]:
@@ -146,7 +183,7 @@ async def main(mode: str, count: int, port: int, cert_dir: Path) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls.context).start()
-    if mode == "adapter":
+    if mode != "bare":
         tune_gc()  # as `serve` does
     print("ready", flush=True)
     await asyncio.Event().wait()

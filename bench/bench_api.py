@@ -91,7 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for pods in (int(p) for p in args.pods.split(",")):
             results = {}
-            for mode in ("bare", "adapter"):
+            for mode in ("bare", "adapter", "adapter-prom"):
                 with server(mode, pods, Path(tmp) / mode) as port:
                     wrk(port, 1, 2)  # warm-up: TLS session, caches, JIT-free but allocator-warm
                     latency = wrk(port, 1, args.duration)
@@ -99,17 +99,19 @@ def main() -> None:
                 results[mode] = (latency, throughput)
                 time.sleep(1)
             rows.append((pods, results))
-    print(f"{'pods':>5} {'mode':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s c1':>9} {'req/s c8':>9}")
+    print(f"{'pods':>5} {'mode':>12} {'p50 ms':>8} {'p99 ms':>8} {'req/s c1':>9} {'req/s c8':>9}")
     for pods, results in rows:
         for mode, (lat, thr) in results.items():
             print(
-                f"{pods:>5} {mode:>8} {lat['p50']:>8.3f} {lat['p99']:>8.3f} {lat['rps']:>9.0f} {thr['rps']:>9.0f}"
+                f"{pods:>5} {mode:>12} {lat['p50']:>8.3f} {lat['p99']:>8.3f} {lat['rps']:>9.0f} {thr['rps']:>9.0f}"
             )
-        a, b = results["adapter"][0], results["bare"][0]
-        print(
-            f"{pods:>5} {'ratio':>8} {a['p50'] / b['p50']:>8.2f} {a['p99'] / b['p99']:>8.2f}"
-            f" {results['adapter'][1]['rps'] / results['bare'][1]['rps']:>19.2f}"
-        )
+        b = results["bare"][0]
+        for mode in ("adapter", "adapter-prom"):
+            a = results[mode][0]
+            print(
+                f"{pods:>5} {'ratio':>12} {a['p50'] / b['p50']:>8.2f} {a['p99'] / b['p99']:>8.2f}"
+                f" {results[mode][1]['rps'] / results['bare'][1]['rps']:>19.2f}   ({mode} / bare)"
+            )
 
 
 if __name__ == "__main__":
