@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 from aiohttp import web
@@ -142,9 +143,11 @@ from adapter.app import tune_gc  # noqa: E402
 async def main(mode: str, count: int, port: int, cert_dir: Path) -> None:
     tls = ServingTLS(cert_dir=cert_dir, hosts=("127.0.0.1",))
     pods = make_pods(count)
-    if mode == "adapter":
+    if mode in ("adapter", "adapter-prom"):
         catalogue = build_catalogue({}, "<bench>", {})
-        source = StaticSource(pods)
+        source: Any = (
+            StaticSource(pods) if mode == "adapter" else await prometheus_snapshot(pods, catalogue)
+        )
         app = build_app(
             Parts(
                 catalogue=lambda: catalogue,
