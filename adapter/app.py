@@ -40,6 +40,7 @@ from adapter.auth.tokens import TokenAuthenticator
 from adapter.auth.trust import TrustState
 from adapter.config import CatalogueHolder, ConfigError
 from adapter.core.catalogue import Catalogue, MetricSpec
+from adapter.core.periodic import every
 from adapter.core.ports import Clock, PodLister, Source
 from adapter.core.resolver import Resolver
 from adapter.kube import credentials as kube_credentials
@@ -314,7 +315,12 @@ def _auth(settings: Settings, tls: ServingTLS, api_client: ApiClient | None) -> 
     trust.subscribe(lambda c: tls.set_client_cas(c.client_ca_pem, c.requestheader_ca_pem))
     loader = TrustLoader(auth, trust)
     loader.refresh_once()  # flag files; raises on unreadable material (startup error)
-    lifetimes = [background("trust-files", lambda: _poll(loader.refresh_once, 30.0))]
+    lifetimes = [
+        background(
+            "trust-files",
+            lambda: every(30.0, loader.refresh_once, what="trust files reload", immediately=False),
+        )
+    ]
     authorizer: Authorizer
     if api_client is None:
         authenticator = Authenticator(trust)
@@ -395,7 +401,13 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             *auth.lifetimes,
             tls.cleanup_ctx(),
             background(
-                "rules-reloader", lambda: _poll(holder.reload_once, settings.config_poll_interval)
+                "rules-reloader",
+                lambda: every(
+                    settings.config_poll_interval,
+                    holder.reload_once,
+                    what="rules file reload",
+                    immediately=False,
+                ),
             ),
         ]
         if isinstance(pods, PodIndex):
@@ -439,13 +451,3 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-
-
-async def _poll(step: Callable[[], object], interval: float) -> None:
-    """Call ``step`` every ``interval`` seconds; a failing step is logged, never fatal."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            step()
-        except Exception:
-            log.exception("periodic step %s failed", getattr(step, "__qualname__", step))

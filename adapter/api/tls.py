@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from adapter.core.periodic import every
+
 if TYPE_CHECKING:
     from aiohttp import web
 
@@ -175,12 +177,9 @@ class ServingTLS:
 
     async def run_reloader(self, interval: float = RELOAD_INTERVAL_S) -> None:
         """Poll the files forever; a guarded loop that only stops when cancelled."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.reload_once()
-            except Exception:
-                log.exception("serving certificate reload failed")
+        await every(
+            interval, self.reload_once, what="serving certificate reload", immediately=False
+        )
 
     def cleanup_ctx(
         self, interval: float = RELOAD_INTERVAL_S

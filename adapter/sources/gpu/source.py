@@ -37,6 +37,7 @@ from prometheus_client.registry import Collector
 
 from adapter.core.errors import BadRequest
 from adapter.core.model import MetricName, NodeName, ObjectRef, Sample, Target
+from adapter.core.periodic import every
 from adapter.core.ports import Clock
 from adapter.core.selectors import Selector
 from adapter.settings import GpuSettings
@@ -192,14 +193,7 @@ class GpuSource:
 
     async def run(self) -> None:
         """Pull every interval until cancelled. A failed round is logged, not fatal."""
-        loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            try:
-                await self.refresh_once()
-            except Exception:
-                log.exception("GPU collector pull round failed")
-            await asyncio.sleep(max(0.0, self._interval - (loop.time() - started)))
+        await every(self._interval, self.refresh_once, what="GPU collector pull round")
 
     async def close(self) -> None:
         """Release the HTTP session (when the source made it)."""

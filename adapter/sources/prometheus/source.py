@@ -39,6 +39,7 @@ from prometheus_client.registry import Collector
 
 from adapter.core.errors import BadRequest, SourceError
 from adapter.core.model import MetricName, ObjectRef, Sample, Target
+from adapter.core.periodic import every
 from adapter.core.ports import Clock
 from adapter.core.selectors import Selector
 from adapter.sources.prometheus import snapshot
@@ -179,14 +180,7 @@ class PrometheusSource:
 
     async def run(self) -> None:
         """Refresh every interval until cancelled. A failed refresh is logged, not fatal."""
-        loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            try:
-                await self.refresh_once()
-            except Exception:
-                log.exception("Prometheus refresh failed")
-            await asyncio.sleep(max(0.0, self._interval - (loop.time() - started)))
+        await every(self._interval, self.refresh_once, what="Prometheus refresh")
 
     def snapshot_age(self, metric: MetricName) -> float | None:
         """Seconds since the metric's snapshot was fetched, or None if never."""

@@ -131,6 +131,7 @@ async def test_per_pod_and_fleet_quantiles_equal_prometheus(
             and math.isclose(fleet_ours, float(fleet_expected[0]["value"][1]), rel_tol=1e-9)
         ):
             break
+        await asyncio.sleep(0.25)  # step out of the scrape that raced us
     assert ours == pytest.approx(finite, rel=1e-9)
     assert fleet_ours == pytest.approx(float(fleet_expected[0]["value"][1]), rel=1e-9)
     assert set(ours) == {("ml", "a"), ("ml", "b"), ("other", "c")}  # idle is NaN: omitted
