@@ -29,9 +29,10 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# checkov pins old cachetools/packaging that our runtime dependencies outgrew, so it lives in
-# a virtualenv of its own; scripts/test.sh puts it on PATH after .venv.
-if [ ! -x .tools/checkov/bin/checkov ]; then
+# checkov (tests only: scripts/test.sh passes --with-checkov) pins old cachetools/packaging that
+# our runtime dependencies outgrew, so it lives in a virtualenv of its own; scripts/test.sh puts
+# it on PATH after .venv.
+if [ "${1:-}" = "--with-checkov" ] && [ ! -x .tools/checkov/bin/checkov ]; then
   echo "bootstrap: installing checkov into .tools/checkov" >&2
   "$PYTHON" -m venv .tools/checkov
   .tools/checkov/bin/python -m pip install -q --upgrade pip

@@ -3,7 +3,7 @@
 # Fails loudly if Prometheus or kubectl is missing (the tests need the real ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh --with-checkov
 export PATH="$PWD/.venv/bin:$PATH:$PWD/.tools/checkov/bin"
 
 echo "== ruff (lint)";    ruff check adapter collectors tests bench
