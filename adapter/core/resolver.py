@@ -10,9 +10,9 @@ list, and a named object without one is a 404.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
-from adapter.core.catalogue import Catalogue, MetricSpec
+from adapter.core.catalogue import Catalogue, MetricSpec, ServingPolicy
 from adapter.core.errors import SourceError, metric_not_found
 from adapter.core.model import (
     DEPLOYMENTS,
@@ -26,6 +26,7 @@ from adapter.core.model import (
     NodeName,
     ObjectRef,
     PodInfo,
+    PodName,
     ResourceKind,
     Scope,
     Target,
@@ -72,8 +73,9 @@ class Resolver:
         kind = next(rk for rk in spec.resources if str(rk.group_resource) == path.resource)
         if kind.scope is Scope.CLUSTER and path.namespace is not None and not path.namespace_metric:
             raise metric_not_found(spec.name, path.resource, None if path.wildcard else path.name)
-        eligible, omitted = self._eligible_pods(catalogue, path, kind)
-        targets = self._targets(kind, path, label_selector, eligible)
+        in_scope = self._in_scope(path, kind, label_selector)
+        eligible, omitted = _eligible(catalogue.policy, self._clock(), in_scope)
+        targets = _targets(kind, path, eligible)
         source = self._sources.get(spec.source)
         if source is None:
             raise SourceError(f"source {spec.source!r} of metric {spec.name} is not configured")
@@ -91,60 +93,27 @@ class Resolver:
             raise metric_not_found(spec.name, path.resource, path.name, selector_text)
         return values
 
-    def _eligible_pods(
-        self, catalogue: Catalogue, path: MetricPath, kind: ResourceKind
-    ) -> tuple[list[PodInfo], dict[str, int]]:
-        """Live pods in scope that the serving policy lets carry a value."""
-        if path.namespace is not None:
-            candidates: Iterable[PodInfo] = self._pods.in_namespace(path.namespace)
-        elif kind is NODES and not path.wildcard:  # the one indexed lookup worth having
+    def _in_scope(
+        self, path: MetricPath, kind: ResourceKind, selector: Selector
+    ) -> Iterator[tuple[str, PodInfo]]:
+        """(object name, pod) for every live pod that matches the selector and makes up
+        an object the path asks for. Only these are counted when left out."""
+        candidates: Iterable[PodInfo]
+        if kind is PODS and path.namespace is not None and not path.wildcard:
+            pod = self._pods.get(path.namespace, PodName(path.name))
+            candidates = () if pod is None else (pod,)
+        elif path.namespace is not None:
+            candidates = self._pods.in_namespace(path.namespace)
+        elif kind is NODES and not path.wildcard:
             candidates = self._pods.on_node(NodeName(path.name))
         else:
             candidates = self._pods.all()
-        policy = catalogue.policy
-        now = self._clock()
-        eligible: list[PodInfo] = []
-        omitted: dict[str, int] = defaultdict(int)
         for pod in candidates:
-            if not pod.live:
+            if not pod.live or not selector.matches(pod.labels):
                 continue
-            if policy.omit_unready:
-                if not pod.ready:
-                    omitted[NOT_READY] += 1
-                    continue
-                if pod.ready_since is not None and now - pod.ready_since < policy.warmup_seconds:
-                    omitted[WARMING_UP] += 1
-                    continue
-            eligible.append(pod)
-        return eligible, omitted
-
-    def _targets(
-        self, kind: ResourceKind, path: MetricPath, selector: Selector, pods: list[PodInfo]
-    ) -> list[Target]:
-        """One target per object in scope. A root-scoped read of a namespaced
-        resource (``pods/*/m``) spans every namespace, as ``/api/v1/pods`` does."""
-        selected = [pod for pod in pods if selector.matches(pod.labels)]
-        if kind is PODS:  # the HPA's hot path: no grouping needed
-            return [
-                Target(ObjectRef(PODS, pod.name, pod.namespace), (pod,))
-                for pod in sorted(selected, key=_by_pod_key)
-                if path.wildcard or pod.name == path.name
-            ]
-        if kind is NAMESPACES:
-            assert path.namespace is not None
-            return (
-                [Target(ObjectRef(NAMESPACES, path.namespace), tuple(selected))] if selected else []
-            )
-        groups: dict[tuple[Namespace | None, str], list[PodInfo]] = defaultdict(list)
-        for pod in selected:
-            name = workload_of(pod, kind)
+            name = object_name(pod, kind)
             if name is not None and (path.wildcard or name == path.name):
-                namespace = None if kind.scope is Scope.CLUSTER else pod.namespace
-                groups[(namespace, name)].append(pod)
-        return [
-            Target(ObjectRef(kind, name, namespace), tuple(members))
-            for (namespace, name), members in sorted(groups.items(), key=_by_namespace_and_name)
-        ]
+                yield name, pod
 
     def _record(
         self,
@@ -158,6 +127,52 @@ class Resolver:
         if no_value:
             self._recorder.omitted(spec.name, NO_VALUE, no_value)
         self._recorder.served(values)
+
+
+def _eligible(
+    policy: ServingPolicy, now: float, in_scope: Iterable[tuple[str, PodInfo]]
+) -> tuple[list[tuple[str, PodInfo]], dict[str, int]]:
+    """The pods the serving policy lets carry a value, and how many were left out, by reason."""
+    eligible: list[tuple[str, PodInfo]] = []
+    omitted: dict[str, int] = defaultdict(int)
+    for name, pod in in_scope:
+        if policy.omit_unready:
+            if not pod.ready:
+                omitted[NOT_READY] += 1
+                continue
+            if pod.ready_since is not None and now - pod.ready_since < policy.warmup_seconds:
+                omitted[WARMING_UP] += 1
+                continue
+        eligible.append((name, pod))
+    return eligible, omitted
+
+
+def _targets(kind: ResourceKind, path: MetricPath, pods: list[tuple[str, PodInfo]]) -> list[Target]:
+    """One target per object, sorted by (namespace, name). A root-scoped read of a
+    namespaced resource (``pods/*/m``) spans every namespace, as ``/api/v1/pods`` does."""
+    if kind is PODS:  # the HPA's hot path: one pod per target, no grouping
+        return [
+            Target(ObjectRef(PODS, pod.name, pod.namespace), (pod,))
+            for _, pod in sorted(pods, key=_by_pod_key)
+        ]
+    groups: dict[tuple[Namespace | None, str], list[PodInfo]] = defaultdict(list)
+    for name, pod in pods:
+        namespace = None if kind.scope is Scope.CLUSTER else pod.namespace
+        groups[(namespace, name)].append(pod)
+    return [
+        Target(ObjectRef(kind, name, namespace), tuple(members))
+        for (namespace, name), members in sorted(groups.items(), key=_by_namespace_and_name)
+    ]
+
+
+def object_name(pod: PodInfo, kind: ResourceKind) -> str | None:
+    """The name of the ``kind`` object ``pod`` is part of: itself, its namespace,
+    or its workload or node (:func:`workload_of`)."""
+    if kind is PODS:
+        return pod.name
+    if kind is NAMESPACES:
+        return pod.namespace
+    return workload_of(pod, kind)
 
 
 def workload_of(pod: PodInfo, kind: ResourceKind) -> str | None:
@@ -184,8 +199,8 @@ def workload_of(pod: PodInfo, kind: ResourceKind) -> str | None:
     return None
 
 
-def _by_pod_key(pod: PodInfo) -> tuple[str, str]:
-    return (pod.namespace, pod.name)
+def _by_pod_key(item: tuple[str, PodInfo]) -> tuple[str, str]:
+    return (item[1].namespace, item[1].name)
 
 
 def _by_namespace_and_name(

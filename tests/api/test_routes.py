@@ -585,3 +585,14 @@ async def test_metrics_exports_request_counts_and_served_values(client: Client) 
         'adapter_pods_omitted_total{metric="inference_latency_p95",reason="no_value"} 1.0' in lines
     )
     assert 'adapter_values_served_total{metric="inference_latency_p95"} 3.0' in lines
+
+
+async def test_a_named_read_counts_no_omissions_for_pods_it_did_not_ask_about(
+    client: Client,
+) -> None:
+    await get(client, f"{G}/v1beta2/namespaces/ml/pods/{WEB_A}/inference_latency_p95")
+    await get(client, f"{G}/v1beta2/namespaces/ml/statefulsets.apps/db/inference_latency_p95")
+    _, text, _ = await get(client, "/metrics")
+    omitted = [line for line in text.splitlines() if line.startswith("adapter_pods_omitted_total")]
+    # web-ccccc (not ready) and web-ddddd (warming up) are in the namespace but were not asked for.
+    assert omitted == []
