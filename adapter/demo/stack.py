@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -296,10 +295,6 @@ class DemoStack:
                 proc.wait(10)
                 return
         raise KeyError(name)
-
-    def logs(self) -> Iterator[tuple[str, Path]]:
-        for name, _proc, _log in self._procs:
-            yield name, self.workdir / f"{name}.log"
 
     # -- pieces ------------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:

@@ -15,26 +15,11 @@ from collectors.gpu.model import (
     PodRef,
     PodUID,
 )
+from tests.collectors.helpers import Owners, Pods
 
 G0, G1, G2 = GpuUUID("GPU-0"), GpuUUID("GPU-1"), GpuUUID("GPU-2")
 MIG_A, MIG_B = GpuUUID("MIG-a"), GpuUUID("MIG-b")
 UID_A, UID_B, UID_C = PodUID("uid-a"), PodUID("uid-b"), PodUID("uid-c")
-
-
-class Owners:
-    def __init__(self, owners: Mapping[int, CgroupOwner]) -> None:
-        self.owners = owners
-
-    def owner_of(self, pid: int) -> CgroupOwner | None:
-        return self.owners.get(pid)
-
-
-class Pods:
-    def __init__(self, pods: Mapping[PodUID, PodRef]) -> None:
-        self.pods = pods
-
-    def lookup(self, uid: PodUID) -> PodRef | None:
-        return self.pods.get(uid)
 
 
 def ref(pod: str, container: str = "main", ns: str = "ml") -> ContainerRef:
