@@ -208,12 +208,12 @@ def _prometheus_metric(spec: MetricSpec, settings: Mapping[str, Any]) -> list[tu
     return []
 
 
-def _gpu_metric(spec: MetricSpec, _settings: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return [(str(key), "unknown key (the gpu source takes no options)") for key in spec.options]
-
-
 def _gpu_block(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(str(key), "unknown key (the gpu source takes no options)") for key in raw]
+
+
+def _gpu_metric(spec: MetricSpec, _settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return _gpu_block(spec.options)
 
 
 def catalogue_holder(path: Path | None) -> CatalogueHolder:
