@@ -70,6 +70,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
     telemetry = request.app[TELEMETRY]
     route = request.get(ROUTE, "other")
-    telemetry.requests.labels(route, request.method, str(response.status)).inc()
-    telemetry.latency.labels(route).observe(time.perf_counter() - started)
+    code = str(response.status)
+    telemetry.requests.labels(route, request.method, code).inc()
+    telemetry.latency.labels(route, code).observe(time.perf_counter() - started)
     return response

@@ -46,8 +46,8 @@ class Telemetry(Collector):
         )
         self.latency = Histogram(
             "adapter_http_request_duration_seconds",
-            "Time from request to response, by route.",
-            ["route"],
+            "Time from request to response, by route and status code.",
+            ["route", "code"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
