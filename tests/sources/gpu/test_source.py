@@ -446,26 +446,22 @@ async def test_run_survives_failing_rounds(collectors: Any) -> None:
         await source.close()
 
 
-async def test_a_change_is_served_within_two_intervals(collectors: Any) -> None:
-    """Freshness on the real clock: a changed utilization reaches fetch within ~2 intervals."""
+async def test_a_change_is_served_by_the_next_pull_round(collectors: Any) -> None:
+    """Freshness as a property of the rounds: the first round that completes after a
+    change serves it, so with rounds every interval the delay is under two intervals.
+    (Wall-clock freshness is measured by bench/bench_gpu_pull.py, not asserted here:
+    a timed test flakes on a loaded CI machine.)"""
     current = {"a": 10.0}
     n1 = await collectors(lambda: snapshot_doc("n1", dict(current), sampled_at=time.time()))
-    interval = 0.3
-    source = GpuSource(StaticDiscovery([n1.url]), pull_interval=interval)
-    task = asyncio.create_task(source.run())
+    source = GpuSource(StaticDiscovery([n1.url]), pull_interval=0.3)
     try:
-        while await values(source, pod_target(A)) != {"Pod/a": 10.0}:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(interval / 3)  # off the round boundary
+        await source.refresh_once()
+        assert await values(source, pod_target(A)) == {"Pod/a": 10.0}
         current["a"] = 80.0
-        changed = time.monotonic()
-        while await values(source, pod_target(A)) != {"Pod/a": 80.0}:
-            await asyncio.sleep(0.005)
-        assert time.monotonic() - changed <= 2 * interval
+        assert await values(source, pod_target(A)) == {"Pod/a": 10.0}  # not before a round
+        await source.refresh_once()
+        assert await values(source, pod_target(A)) == {"Pod/a": 80.0}
     finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
         await source.close()
 
 
