@@ -30,6 +30,7 @@ from adapter.api.auth_middleware import (
     inflight_limit_middleware,
 )
 from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, TELEMETRY, ReadinessCheck
+from adapter.api.target import request_target
 from adapter.api.telemetry import Telemetry
 from adapter.api.tls import ServingTLS, TLSConfigError
 from adapter.auth.authenticator import Authenticator
@@ -102,6 +103,7 @@ def build_app(parts: Parts) -> web.Application:
             middleware.observe,
             *parts.outer_middlewares,
             middleware.errors,
+            request_target,
             *parts.auth_middlewares,
         ],
         client_max_size=64 * 1024,  # we only serve GETs: no body worth more
