@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import signal
@@ -251,24 +252,31 @@ def _prometheus_source(
                 "(or drop them with includeDefaults: false in the rules file)"
             )
         return None
-    client = PrometheusClient(
-        TransportOptions(
-            url=prom.url,
-            bearer_token_file=_str(prom.bearer_token_file),
-            ca_file=_str(prom.ca_file),
-            cert_file=_str(prom.client_cert_file),
-            key_file=_str(prom.client_key_file),
-            headers=dict(prom.headers),
-            timeout=prom.timeout,
-            insecure_skip_verify=prom.insecure_skip_verify,
-        )
+    options = TransportOptions(
+        url=prom.url,
+        bearer_token_file=_str(prom.bearer_token_file),
+        ca_file=_str(prom.ca_file),
+        cert_file=_str(prom.client_cert_file),
+        key_file=_str(prom.client_key_file),
+        headers=dict(prom.headers),
+        timeout=prom.timeout,
+        insecure_skip_verify=prom.insecure_skip_verify,
+    )
+    # metricLabelSelector queries get their own threads and a short deadline: a hung
+    # Prometheus cannot make them wait behind the refresh, nor the refresh behind them.
+    selector_options = dataclasses.replace(
+        options,
+        timeout=min(prom.timeout, prom.selector_timeout),
+        max_concurrency=prom.selector_concurrency,
     )
     source = PrometheusSource(
-        client,
+        PrometheusClient(options),
         prometheus_rules(holder()),
         refresh_interval=prom.refresh_interval,
         staleness=prom.stale_after,
         registry=registry,
+        selector_api=PrometheusClient(selector_options),
+        selector_concurrency=prom.selector_concurrency,
     )
     holder.listeners.append(lambda catalogue: source.update_rules(prometheus_rules(catalogue)))
     return source
@@ -349,7 +357,7 @@ def _auth(settings: Settings, tls: ServingTLS, api_client: ApiClient | None) -> 
 
             lifetimes.append(trust_configmap)
     middlewares = [
-        inflight_limit_middleware(auth.max_requests_inflight),
+        inflight_limit_middleware(auth.max_requests_inflight, auth.max_selector_requests_inflight),
         auth_middleware(
             authenticator, authorizer, always_allow_paths=auth.authorization_always_allow_paths
         ),
