@@ -26,10 +26,18 @@ from prometheus_client import CollectorRegistry
 
 from adapter.api import handlers, middleware
 from adapter.api.auth_middleware import (
+    USER,
     access_log_middleware,
     auth_middleware,
     inflight_limit_middleware,
 )
+from adapter.api.connections import (
+    ConnectionGuard,
+    GuardedSite,
+    connection_marks,
+    limit_tls_read_buffer,
+)
+from adapter.api.logs import edge_logger
 from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, TELEMETRY, ReadinessCheck
 from adapter.api.target import request_target
 from adapter.api.telemetry import Telemetry
@@ -108,7 +116,9 @@ def build_app(parts: Parts) -> web.Application:
             *parts.auth_middlewares,
         ],
         client_max_size=64 * 1024,  # we only serve GETs: no body worth more
-        handler_args=parts.limits,
+        # aiohttp's own errors (requests its parser refuses) are logged without a
+        # traceback and rate-limited: a client cannot flood the log (adapter.api.logs).
+        handler_args={"logger": edge_logger(), **parts.limits},
     )
     app[CATALOGUE] = parts.catalogue
     app[TELEMETRY] = telemetry
@@ -149,15 +159,20 @@ async def run_until_signalled(
     host: str,
     port: int,
     shutdown_timeout: float,
+    guard: ConnectionGuard,
     on_hup: Callable[[], object] | None = None,
     started: Callable[[int], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT: then stop accepting, finish in-flight requests, exit."""
+    """Serve until SIGTERM/SIGINT: then stop accepting, finish in-flight requests, exit.
+
+    Connections are accepted through ``guard`` (adapter.api.connections): capped,
+    and closed when no request head arrives within its deadline.
+    """
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
+    site = GuardedSite(runner, host, port, ssl_context=ssl_context, guard=guard)
     await site.start()
-    bound = _bound_port(runner, port)
+    bound = site.port
     log.info("serving custom.metrics.k8s.io on https://%s:%d", host, bound)
     if started is not None:
         started(bound)
@@ -175,13 +190,6 @@ async def run_until_signalled(
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         log.info("stopped")
-
-
-def _bound_port(runner: web.AppRunner, requested: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return requested
 
 
 # -- rules file ---------------------------------------------------------------------------
@@ -427,16 +435,25 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
         if prometheus is not None:
             sources["prometheus"] = prometheus
             tasks.append(background("prometheus-refresh", prometheus.run))
+        guard = ConnectionGuard(
+            settings.serving.max_connections,
+            settings.serving.request_header_timeout,
+            registry,
+        )
         parts = Parts(
             catalogue=holder,
             pods=pods,
             sources=sources,
             registry=registry,
             auth_middlewares=auth.middlewares,
-            outer_middlewares=[access_log_middleware()],
+            outer_middlewares=[
+                connection_marks(guard, lambda request: USER in request),
+                access_log_middleware(),
+            ],
             cleanup_ctx=tasks,
         )
         app = build_app(parts)
+        limit_tls_read_buffer()
         tune_gc()
         await run_until_signalled(
             app,
@@ -444,6 +461,7 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             host=settings.serving.bind_address,
             port=settings.serving.secure_port,
             shutdown_timeout=settings.serving.shutdown_timeout,
+            guard=guard,
             on_hup=lambda: holder.reload_once(force=True),
             started=started,
         )

@@ -42,6 +42,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from adapter.api.logs import RateLimit
 from adapter.api.target import TARGET, printable_target
 from adapter.api.tls import peer_certificate_der
 from adapter.auth.authenticator import Authenticator, AuthRequest
@@ -157,12 +158,18 @@ def inflight_limit_middleware(
     return limit
 
 
-def access_log_middleware(logger: logging.Logger = access_log) -> Middleware:
+def access_log_middleware(
+    logger: logging.Logger = access_log, anonymous_limit: RateLimit | None = None
+) -> Middleware:
     """One JSON line per request: who, what, status, latency, why allowed.
 
     Never logs headers, tokens, certificates or the query string (selectors
-    may be long; the path identifies the object).
+    may be long; the path identifies the object). Lines of requests without an
+    authenticated user (401s, 400s, probes) are rate-limited together
+    (``anonymous_limit``, default 10 per 10 s), so a client without
+    credentials cannot flood the log; the next line says how many were dropped.
     """
+    anonymous = RateLimit() if anonymous_limit is None else anonymous_limit
 
     @web.middleware
     async def log_access(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -183,8 +190,11 @@ def access_log_middleware(logger: logging.Logger = access_log) -> Middleware:
             status = response.status
             return response
         finally:
-            if logger.isEnabledFor(logging.INFO):
+            dropped = 0 if USER in request else anonymous.allow()
+            if dropped is not None and logger.isEnabledFor(logging.INFO):
                 record = access_record(request, status, time.perf_counter() - started)
+                if dropped:
+                    record["suppressed"] = dropped
                 # The fields go to the JSON formatter as top-level keys (adapter.cli).
                 logger.info(
                     "%s %s %d", request.method, record["path"], status, extra={"fields": record}
