@@ -75,7 +75,7 @@ def limit_tls_read_buffer(size: int = TLS_READ_BUFFER) -> None:
 
 
 class _Conn:
-    __slots__ = ("authenticated", "requested", "sock", "task", "timer", "transport")
+    __slots__ = ("authenticated", "requested", "sock", "started", "task", "timer", "transport")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -84,16 +84,19 @@ class _Conn:
         self.timer: asyncio.TimerHandle | None = None
         self.requested = False
         self.authenticated = False
+        self.started = False
+        """The handshake task has run: from then on the socket is its transport's."""
 
     def close(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
         if self.transport is not None:
             self.transport.abort()
-        elif self.task is not None:
-            self.task.cancel()  # still handshaking: the task closes the socket
-        else:
-            self.sock.close()
+            return
+        if self.task is not None:
+            self.task.cancel()  # handshaking: cancelling closes its transport and socket
+        if not self.started:
+            self.sock.close()  # a task cancelled before it ran never touches the socket
 
 
 class ConnectionGuard:
@@ -318,12 +321,14 @@ class GuardedSite(web.BaseSite):
             if admitted is None:
                 continue
             key, conn = admitted
-            task = asyncio.create_task(self._handshake(key, sock))
+            task = asyncio.create_task(self._handshake(key, conn))
             conn.task = task
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
 
-    async def _handshake(self, key: int, sock: socket.socket) -> None:
+    async def _handshake(self, key: int, conn: _Conn) -> None:
+        conn.started = True
+        sock = conn.sock
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None
@@ -342,7 +347,7 @@ class GuardedSite(web.BaseSite):
             )
         except asyncio.CancelledError:
             guard.released(key)
-            sock.close()
+            sock.close()  # already closed with its transport; idempotent
         except Exception as e:  # a failed or timed-out handshake: the client's problem
             guard.released(key)
             sock.close()
