@@ -27,8 +27,9 @@ Server limits live in aiohttp, not here; pass to ``web.AppRunner(app, ...)``
     )
 
 and ``web.Application(client_max_size=64 * 1024)`` (bodies: the API is GET-only).
-The TLS handshake is bounded by asyncio's ``ssl_handshake_timeout`` (60 s
-default; ``TCPSite`` does not expose it).
+The TLS handshake and the first request head are bounded together by the
+listener's request-header deadline, and the number of connections by its cap
+(``adapter.api.connections.GuardedSite``).
 """
 
 from __future__ import annotations

@@ -289,7 +289,8 @@ class GuardedSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
-        sock = socket.create_server((self._host, self._port), backlog=self._backlog)
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.create_server((self._host, self._port), family=family, backlog=self._backlog)
         sock.setblocking(False)
         self._sock = sock
         self._accepting = asyncio.create_task(self._accept_loop(sock), name="accept")
