@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapter.api import wire
 from adapter.api.negotiation import require_json, selectors_from_query, split_raw_path
 from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, ROUTE
+from adapter.api.status import API_HEADERS, JSON, json_body
 from adapter.core.errors import NotFound
 from adapter.core.model import API_GROUP
 from adapter.core.request import MetricPath, parse_metric_path
@@ -19,7 +19,7 @@ GROUP_PATH = f"/apis/{API_GROUP}"
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+    return web.Response(status=status, body=json_body(body), content_type=JSON, headers=API_HEADERS)
 
 
 async def apis(request: web.Request) -> web.Response:
