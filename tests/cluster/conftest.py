@@ -64,11 +64,16 @@ metrics:
 """
 
 
+# Tests of the suite's own helpers, which need no control plane (they run in CI too).
+OFFLINE = "test_controlplane.py"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     reason = missing_assets()
     here = Path(__file__).parent
     for item in items:
-        if Path(str(item.fspath)).parent == here:
+        path = Path(str(item.fspath))
+        if path.parent == here and path.name != OFFLINE:
             item.add_marker(pytest.mark.cluster)
             item.add_marker(pytest.mark.timeout(420))
             if reason:
@@ -194,31 +199,8 @@ class Fleet:
         if key == self._gpu_key and self.collector is not None:
             return
         self._gpu_key = key
-        gpus, scenario_pods = [], []
-        for i, (pod, value) in enumerate(pods):
-            uuid = f"GPU-c1u5e7e5-0000-4000-8000-{i:012d}"
-            gpus.append({"uuid": uuid, "name": "simulated GPU", "utilization": value})
-            meta = pod["metadata"]
-            scenario_pods.append(
-                {
-                    "namespace": meta["namespace"],
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "containers": [
-                        {
-                            "name": "server",
-                            "gpus": [uuid],
-                            "processes": [{"pid": 7000 + i, "utilization": value}],
-                        }
-                    ],
-                }
-            )
-        if not gpus:  # a scenario needs a GPU: an idle one, assigned to no pod
-            gpus.append({"uuid": "GPU-c1u5e7e5-0000-4000-8000-0000000000ff", "utilization": 0})
         path = self.workdir / "gpu-scenario.yaml"
-        path.write_text(
-            yaml.safe_dump({"node": "sim-gpu-node-1", "gpus": gpus, "pods": scenario_pods})
-        )
+        path.write_text(yaml.safe_dump(gpu_scenario(pods)))
         if self.collector is not None:
             self.collector.stop()
         self.collector = spawn(
@@ -227,6 +209,32 @@ class Fleet:
              "--listen", f"127.0.0.1:{self.collector_port}", "--node-name", "sim-gpu-node-1"],
             self.workdir,
         )  # fmt: skip
+
+
+def gpu_scenario(pods: list[tuple[dict[str, Any], float]]) -> dict[str, Any]:
+    """A gpu-collector ``--simulate`` scenario: one exclusive GPU per (pod, utilization)."""
+    gpus, scenario_pods = [], []
+    for i, (pod, value) in enumerate(pods):
+        uuid = f"GPU-c1u5e7e5-0000-4000-8000-{i:012d}"
+        gpus.append({"uuid": uuid, "name": "simulated GPU", "utilization": value})
+        meta = pod["metadata"]
+        scenario_pods.append(
+            {
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "containers": [
+                    {
+                        "name": "server",
+                        "gpus": [uuid],
+                        "processes": [{"pid": 7000 + i, "utilization": value}],
+                    }
+                ],
+            }
+        )
+    if not gpus:  # a scenario needs a GPU: an idle one, assigned to no pod
+        gpus.append({"uuid": "GPU-c1u5e7e5-0000-4000-8000-0000000000ff", "utilization": 0})
+    return {"node": "sim-gpu-node-1", "gpus": gpus, "pods": scenario_pods}
 
 
 def _now() -> datetime.datetime:

@@ -214,6 +214,7 @@ class Pki:
                 serialization.NoEncryption(),
             )
         )
+        sa_key.chmod(0o600)
         sa_pub.write_bytes(
             sa.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

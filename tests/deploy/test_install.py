@@ -23,6 +23,7 @@ from tests.deploy.support import (
     RENDERINGS,
     expanded_args,
     find,
+    kubelet_expand,
     kustomize_text,
     render,
 )
@@ -76,6 +77,12 @@ def _containers(docs: Docs) -> list[dict[str, Any]]:
         if d["kind"] in {"Deployment", "DaemonSet"}
         for c in d["spec"]["template"]["spec"]["containers"]
     ]
+
+
+def test_kubelet_expand_follows_the_kubelet() -> None:
+    env = {"A": "x", "B_2": "y"}
+    assert kubelet_expand("--a=$(A) --b=$(B_2)", env) == "--a=x --b=y"
+    assert kubelet_expand("$$(A) $(MISSING) $(A", env) == "$(A) $(MISSING) $(A"
 
 
 # The image -------------------------------------------------------------------------------------
