@@ -68,9 +68,8 @@ def _pods_metric(name: str, average: str) -> dict[str, Any]:
 @pytest.fixture
 def workload(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A namespace of its own per test; the fleet forgets it afterwards."""
-    namespace = cluster.namespace(
-        f"hpa-{request.node.name.removeprefix('test_')[:40].replace('_', '-')}"
-    )
+    short = request.node.name.removeprefix("test_")[:40].replace("_", "-").strip("-")
+    namespace = cluster.namespace(f"hpa-{short}")
     yield namespace
     cluster.fleet.drop(namespace)
     with contextlib.suppress(ApiError):
