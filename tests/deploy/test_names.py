@@ -19,6 +19,7 @@ from tests.deploy.support import (
     DEPLOY,
     EXTERNAL_SERIES,
     ROOT,
+    expanded_args,
     find,
     label_values,
     load,
@@ -179,8 +180,11 @@ def _container(docs: tuple[dict, ...], kind: str, name: str) -> dict:
 def test_adapter_deployment_matches_the_program() -> None:
     docs = render("overlays/example")
     container = _container(docs, "Deployment", "inference-metrics-adapter")
-    args = adapter_cli.parser().parse_args(container["args"])  # every flag exists
+    # every flag exists, once the kubelet has put the settings in
+    args = adapter_cli.parser().parse_args(expanded_args(docs, container))
     assert args.command == "serve"
+    assert args.prometheus_url == "http://prometheus-operated.monitoring.svc:9090"
+    assert args.log_level == "info"
     assert args.secure_port == ServingSettings.secure_port == 6443
     assert str(args.config) == "/etc/adapter/rules.yaml"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
