@@ -286,3 +286,36 @@ async def test_a_stranger_gets_the_adapters_403(scene: Scene, tmp_path: Path) ->
         '"pods/inference_latency_p95" in API group "custom.metrics.k8s.io" in the namespace "ml"'
     )
     assert (metric["desiredReplicas"], json.loads(out)["desiredReplicas"]) == (None, 3)
+
+
+async def test_simulate_replays_a_prometheus_range(prom: PrometheusServer, tmp_path: Path) -> None:
+    # web-ready's queue is 40 at every scrape: replayed as the total load of a fleet
+    # under the HPA (target 10), it wants 4 pods.
+    # Wait until Prometheus holds more than the replayed range (scrapes every second).
+    await asyncio.to_thread(
+        prom.wait_for,
+        'count_over_time(inference_queue_depth{pod="web-ready"}[30s]) >= 25',
+        timeout=90,
+    )
+    end = time.time() - 2
+    start = end - 20
+    hpa = tmp_path / "web.json"
+    hpa.write_text(json.dumps({k: v for k, v in HPA.items() if k != "status"}))
+    out_csv = tmp_path / "sim.csv"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapter", "simulate", "--prometheus-url", prom.url,
+        "--start", f"{start:.3f}", "--end", f"{end:.3f}", "--step", "5s",
+        "--query", 'inference_queue_depth=sum(inference_queue_depth{pod="web-ready"})',
+        "--hpa-file", str(hpa), "--output-csv", str(out_csv),
+        "--output-png", str(tmp_path / "sim.png"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    rows = out_csv.read_text().splitlines()
+    assert rows[0] == "hpa,time,unix,metric,load,per_pod,target,desired,replicas,ready,synced"
+    loads = [row.split(",")[4] for row in rows[1:]]
+    replicas = [row.split(",")[8] for row in rows[1:]]
+    assert (len(rows) - 1, set(loads)) == (5, {"40"})
+    # From 1 replica: 40 wants 4 (= max(2 x 1, 4), the no-behavior limit) at once.
+    assert replicas == ["4"] * 5
