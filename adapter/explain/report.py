@@ -150,8 +150,7 @@ def _hold_back(hpa: HPASpec, current: int, decision: Decision, window: float) ->
     notes: list[str] = []
     desired = decision.desired
     if decision.error is not None:
-        notes.append(f"the HPA keeps {current} replicas: {decision.error}")
-        return notes
+        return notes  # the report's "error" says why nothing changes
     behavior = hpa.behavior
     if desired < current:
         down = window if behavior is None else behavior.scale_down.stabilization_window_seconds
@@ -424,7 +423,10 @@ def render_table(report: Mapping[str, Any]) -> str:
         if m["pods"]:
             lines.append(_pod_table(m["pods"]))
         else:
-            lines.append("  no pod matches the HPA's selector")
+            selector = report.get("selector")
+            lines.append(
+                "  no pod matches the HPA's selector" + (f" ({selector})" if selector else "")
+            )
         for item in m["notCounted"]:
             lines.append(f"  not counted as served: {item['name']}: {item['why']}")
         lines.append("  " + _verdict(m))

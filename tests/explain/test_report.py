@@ -135,7 +135,6 @@ HPA ml/llm -> Deployment/llm: 2 replicas (min 1, max 10) -> desired 2
   no pod matches the HPA's selector
   -> no proposal: failed to get pods metric value: unable to get metric inference_queue_depth: no metrics returned from custom metrics API
 \nThe HPA does not scale: invalid metrics (1 invalid out of 1), first error is: failed to get pods metric value: unable to get metric inference_queue_depth: no metrics returned from custom metrics API
-Note: the HPA keeps 2 replicas: invalid metrics (1 invalid out of 1), first error is: failed to get pods metric value: unable to get metric inference_queue_depth: no metrics returned from custom metrics API
 """
 
 
