@@ -198,3 +198,71 @@ def test_an_unreachable_adapter_is_the_metrics_error() -> None:
         "cannot reach https://127.0.0.1:1: refused"
     )
     assert report["desiredReplicas"] == 2
+
+
+def object_hpa(target: dict[str, str]) -> Any:
+    return parse_hpa(
+        {
+            "metadata": {"name": "llm", "namespace": "ml"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"},
+                "maxReplicas": 10,
+                "metrics": [
+                    {
+                        "type": "Object",
+                        "object": {
+                            "describedObject": {
+                                "apiVersion": "apps/v1",
+                                "kind": "Deployment",
+                                "name": "llm",
+                            },
+                            "metric": {"name": "inference_latency_p95"},
+                            "target": target,
+                        },
+                    }
+                ],
+            },
+        }
+    )
+
+
+def object_view(milli: int) -> dict[str, Any]:
+    return {
+        "source": "prometheus",
+        "rule": {},
+        "pods": [row("llm-0", None, None), row("llm-1", None, "not_ready", ready=False)],
+        "items": [{"name": "llm", "value": f"{milli}m", "milliValue": milli}],
+    }
+
+
+def test_object_metric_value_target_counts_ready_pods() -> None:
+    spec = object_hpa({"type": "Value", "value": "500m"})
+    pods = [PodState("llm-0"), PodState("llm-1", ready=False)]
+    report = build_report(spec, 2, 2, pods, [MetricInput(spec.metrics[0], object_view(1_500))])
+    metric = report["metrics"][0]
+    # ratio 3 over the 1 Running-and-Ready pod: ceil(3 * 1) = 3.
+    assert (metric["describedObject"], metric["ratio"], metric["readyPods"]) == (
+        "Deployment/llm",
+        3.0,
+        1,
+    )
+    assert (metric["desiredReplicas"], report["desiredReplicas"]) == (3, 3)
+
+
+def test_object_metric_average_value_target_uses_status_replicas() -> None:
+    spec = object_hpa({"type": "AverageValue", "averageValue": "500m"})
+    report = build_report(spec, 2, 4, [], [MetricInput(spec.metrics[0], object_view(1_500))])
+    metric = report["metrics"][0]
+    # 1500 / (500 * 4 status replicas) = 0.75 -> ceil(1500 / 500) = 3; usage ceil(1500 / 4).
+    assert (metric["ratio"], metric["desiredReplicas"], metric["usageMilli"]) == (0.75, 3, 375)
+
+
+def test_object_metric_without_a_value_fails_like_the_controller() -> None:
+    spec = object_hpa({"type": "Value", "value": "500m"})
+    view = {**object_view(1), "items": []}
+    report = build_report(spec, 2, 2, [PodState("llm-0")], [MetricInput(spec.metrics[0], view)])
+    assert report["metrics"][0]["error"] == (
+        "failed to get object metric value: unable to get metric inference_latency_p95: "
+        "no value for the object"
+    )
+    assert (report["proposal"], report["desiredReplicas"]) == (None, 2)
