@@ -269,3 +269,56 @@ def test_targets_are_read_in_milli_units(value: str) -> None:
         .target_milli
         == 10_000
     )
+
+
+# -- rate limits, modelled on upstream's TestScalingWithRules -------------------------------
+# (names and numbers as recalled from horizontal_test.go, each checked by hand against the
+# rules of horizontal.go; stabilization windows at 0 so that only the policies act)
+
+
+def rules(
+    pods: int, pods_period: int, percent: int, percent_period: int, window: int
+) -> dict[str, Any]:
+    """Like upstream's generateScalingRules: zero values leave that part defaulted."""
+    policies = []
+    if pods:
+        policies.append({"type": "Pods", "value": pods, "periodSeconds": pods_period})
+    if percent:
+        policies.append({"type": "Percent", "value": percent, "periodSeconds": percent_period})
+    out: dict[str, Any] = {"stabilizationWindowSeconds": window}
+    if policies:
+        out["policies"] = policies
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "low", "high", "up", "down", "current", "proposal", "expected", "condition"),
+    [
+        ("scaleUp with default behavior", 1, 1000, rules(0, 0, 0, 0, 0), None, 10, 50, 20, "ScaleUpLimit"),
+        ("scaleUp with pods policy larger than percent policy", 1, 1000, rules(100, 60, 100, 60, 0), None, 10, 500, 110, "ScaleUpLimit"),
+        ("scaleUp with percent policy larger than pods policy", 1, 1000, rules(2, 60, 100, 60, 0), None, 10, 500, 20, "ScaleUpLimit"),
+        ("scaleUp with spec MaxReplicas limitation with large pod policy", 1, 100, rules(100, 60, 0, 0, 0), None, 10, 50, 50, "DesiredWithinRange"),
+        ("scaleUp with spec MaxReplicas limitation with large percent policy", 1, 100, rules(10000, 60, 10000, 60, 0), None, 10, 200, 100, "TooManyReplicas"),
+        ("scaleDown with default behavior", 5, 1000, None, rules(0, 0, 0, 0, 0), 100, 2, 5, "TooFewReplicas"),
+        ("scaleDown with pod policy larger than percent policy", 1, 1000, None, rules(20, 60, 1, 60, 0), 100, 2, 80, "ScaleDownLimit"),
+        ("scaleDown with percent policy larger than pod policy", 1, 1000, None, rules(2, 60, 1, 60, 0), 100, 2, 98, "ScaleDownLimit"),
+        ("scaleDown with spec MinReplicas=nil limitation with large pod policy", 1, 1000, None, rules(100, 60, 0, 0, 0), 10, 0, 1, "TooFewReplicas"),
+    ],
+)  # fmt: skip
+def test_rate_limits(
+    name: str,
+    low: int,
+    high: int,
+    up: dict[str, Any] | None,
+    down: dict[str, Any] | None,
+    current: int,
+    proposal: int,
+    expected: int,
+    condition: str,
+) -> None:
+    behavior: dict[str, Any] = {}
+    if up is not None:
+        behavior["scaleUp"] = up
+    behavior["scaleDown"] = down if down is not None else {"stabilizationWindowSeconds": 0}
+    decision = Controller(hpa(behavior, low=low, high=high)).reconcile(current, ok(proposal), 0.0)
+    assert (decision.desired, decision.limited) == (expected, condition), name
