@@ -196,3 +196,30 @@ def test_cli_usage_errors_are_reported_together(tmp_path: Path) -> None:
         "inference-metrics-adapter simulate: --step and --sync-period must be positive, --pod-startup not negative",
         "inference-metrics-adapter simulate: --query 'nope': expected METRIC=PROMQL",
     ]
+
+
+def test_per_pod_mode_uses_the_value_as_every_pods() -> None:
+    # Each ready pod reports 25 whatever the count: ratio 2.5 every sync. 1 -> ceil(2.5) = 3;
+    # then the default scale-up policies (max(+4 pods, +100 %) per 15 s) cap each step:
+    # 3 -> 7 (wants 8), 7 -> 14 (wants 18), 14 -> 28 (wants 35).
+    settings = Settings(mode="per-pod")
+    rows = Simulation(parse_hpa(hpa(NO_DOWNSCALE_WINDOW)), settings).run(points([25] * 4))
+    assert [(r.replicas, r.per_pod) for r in rows] == [(3, 25.0), (7, 25.0), (14, 25.0), (28, 25.0)]
+
+
+def test_object_metric_value_target() -> None:
+    spec = hpa(NO_DOWNSCALE_WINDOW)
+    spec["spec"]["metrics"] = [
+        {
+            "type": "Object",
+            "object": {
+                "describedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "metric": {"name": "inference_queue_depth"},
+                "target": {"type": "Value", "value": "10"},
+            },
+        }
+    ]
+    # Value 30 against 10: ratio 3 times the ready pods: 1 -> 3, then 3 * 3 = 9 wanted,
+    # 3 + 4 = 7 allowed by the default scale-up policies.
+    rows = Simulation(parse_hpa(spec)).run(points([30, 30]))
+    assert [r.replicas for r in rows] == [3, 7]
