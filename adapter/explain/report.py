@@ -402,34 +402,7 @@ def render_table(report: Mapping[str, Any]) -> str:
         f" -> desired {report['desiredReplicas']}",
     ]
     for m in report["metrics"]:
-        lines.append("")
-        target = f"{m['targetType']} {m['target']}"
-        head = f"{m['type']} metric {m['name']} (target {target})"
-        if m["describedObject"]:
-            head += f" of {m['describedObject']}"
-        lines.append(head)
-        adapter = m["adapter"]
-        if adapter is not None:
-            rule = adapter.get("rule") or {}
-            facts = [f"source {adapter.get('source')}"]
-            for key in ("family", "preset", "form"):
-                if rule.get(key):
-                    facts.append(f"{key} {rule[key]}")
-            if rule.get("snapshotAgeSeconds") is not None:
-                facts.append(f"snapshot {rule['snapshotAgeSeconds']:.0f}s old")
-            lines.append("  " + ", ".join(facts))
-            if rule.get("query"):
-                lines.append(f"  query: {rule['query']}")
-        if m["pods"]:
-            lines.append(_pod_table(m["pods"]))
-        else:
-            selector = report.get("selector")
-            lines.append(
-                "  no pod matches the HPA's selector" + (f" ({selector})" if selector else "")
-            )
-        for item in m["notCounted"]:
-            lines.append(f"  not counted as served: {item['name']}: {item['why']}")
-        lines.append("  " + _verdict(m))
+        lines.extend(_metric_lines(m, report.get("selector")))
     lines.append("")
     proposal = report["proposal"]
     if report["error"]:
@@ -440,7 +413,37 @@ def render_table(report: Mapping[str, Any]) -> str:
             f"{report['desiredReplicas']} ({report['limitedBy']})"
         )
     lines.extend(f"Note: {note}" for note in report["holdBack"])
+    status = report.get("hpaStatus") or {}
+    for condition in status.get("conditions") or []:
+        lines.append(
+            f"HPA condition {condition.get('type')}={condition.get('status')} "
+            f"{condition.get('reason', '')}: {condition.get('message', '')}"
+        )
     return "\n".join(lines) + "\n"
+
+
+def _metric_lines(m: Mapping[str, Any], selector: str | None) -> list[str]:
+    head = f"{m['type']} metric {m['name']} (target {m['targetType']} {m['target']})"
+    if m["describedObject"]:
+        head += f" of {m['describedObject']}"
+    lines = ["", head]
+    adapter = m["adapter"]
+    if adapter is not None:
+        rule = adapter.get("rule") or {}
+        facts = [f"source {adapter.get('source')}"]
+        facts += [f"{key} {rule[key]}" for key in ("family", "preset", "form") if rule.get(key)]
+        if rule.get("snapshotAgeSeconds") is not None:
+            facts.append(f"snapshot {rule['snapshotAgeSeconds']:.0f}s old")
+        lines.append("  " + ", ".join(facts))
+        if rule.get("query"):
+            lines.append(f"  query: {rule['query']}")
+    if m["pods"]:
+        lines.append(_pod_table(m["pods"]))
+    else:
+        lines.append("  no pod matches the HPA's selector" + (f" ({selector})" if selector else ""))
+    lines += [f"  not counted as served: {i['name']}: {i['why']}" for i in m["notCounted"]]
+    lines.append("  " + _verdict(m))
+    return lines
 
 
 def _pod_table(pods: Sequence[Mapping[str, Any]]) -> str:

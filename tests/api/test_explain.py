@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
+from adapter.api.explain import wants_explanation
 from tests.api.conftest import ClientFactory
 from tests.fakes.source import FakeSource
 
@@ -119,3 +123,24 @@ async def test_a_named_pod_without_value_is_explained_not_404(client: Client) ->
     assert [(p["name"], p["reason"]) for p in body["pods"]] == [
         ("web-7c9d5f6b8-ccccc", "not_ready")
     ]
+
+
+@given(query=st.text(max_size=60))
+def test_the_explain_flag_parser_never_raises(query: str) -> None:
+    assert wants_explanation(query) in (True, False)
+
+
+pairs = st.lists(
+    st.tuples(
+        st.sampled_from(["explain", "labelSelector", "Explain", "x"]),
+        st.sampled_from(["", "1", "true", "TRUE", "yes", "0", "false", "no", "app=web"]),
+    ),
+    max_size=5,
+)
+
+
+@given(params=pairs)
+def test_the_first_explain_parameter_decides(params: list[tuple[str, str]]) -> None:
+    first = next((value for key, value in params if key == "explain"), None)
+    expected = first is not None and first.lower() in {"", "1", "true", "yes"}
+    assert wants_explanation(urlencode(params)) is expected

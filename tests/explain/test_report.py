@@ -266,3 +266,21 @@ def test_object_metric_without_a_value_fails_like_the_controller() -> None:
         "no value for the object"
     )
     assert (report["proposal"], report["desiredReplicas"]) == (None, 2)
+
+
+def test_the_hpas_own_conditions_close_the_table() -> None:
+    spec = hpa()
+    rows = [row("llm-0", 10_000, None)]
+    report = build_report(
+        spec, 1, 1, [PodState("llm-0")], [MetricInput(spec.metrics[0], view(rows))]
+    )
+    report["hpaStatus"] = {
+        "conditions": [
+            {"type": "AbleToScale", "status": "True", "reason": "ScaleDownStabilized",
+             "message": "recent recommendations were higher than current one"},
+        ]
+    }  # fmt: skip
+    assert render_table(report).splitlines()[-1] == (
+        "HPA condition AbleToScale=True ScaleDownStabilized: "
+        "recent recommendations were higher than current one"
+    )
