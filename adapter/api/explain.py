@@ -22,7 +22,8 @@ Body (JSON; ``kind: MetricExplanation``, ``apiVersion: inference-metrics-adapter
         name, object, phase, ready, readySince (RFC 3339 or null), deleting,
         value (Quantity or null), milliValue (what the HPA reads, or null),
         timestamp (or null), reason (null when served; else deleted, not_ready,
-        warming_up, nan, stale, no_value)
+        warming_up, nan, stale, no_value), and the source's per-pod facts
+        when it has them (e.g. family, preset)
     items[]                     the objects the read serves: name, value, milliValue, timestamp
 """
 
@@ -90,6 +91,7 @@ def render(
                 "deleting": row.pod.deleting,
                 **_value(row.value),
                 "reason": row.reason,
+                **row.facts,
             }
             for row in e.pods
         ],

@@ -23,7 +23,7 @@ the HPA made. Sources that can say more than ``no_value`` implement
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from adapter.core.catalogue import Catalogue, MetricSpec, ServingPolicy
@@ -64,6 +64,13 @@ class Diagnoser(Protocol):
         (namespace, name). Pods absent from the result are ``no_value``."""
         ...
 
+    def pod_facts(
+        self, metric: MetricName, pods: Sequence[PodInfo], now: float
+    ) -> Mapping[tuple[str, str], Mapping[str, Any]]:
+        """Per-pod facts the source knows (e.g. the inference server ``family`` or
+        ``preset`` it recognised), JSON-able; pods without any are absent."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PodExplanation:
@@ -73,6 +80,8 @@ class PodExplanation:
     """The value served for this pod's object (for a pods read: the pod's own)."""
     reason: str | None
     """None when served; else one of :data:`REASONS`."""
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    """The source's per-pod facts (``Diagnoser.pod_facts``), e.g. ``family``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +137,15 @@ class Explainer:
         diagnoser = self._diagnosers.get(spec.source)
         unserved = [pod for name, pod in eligible if name not in by_object]
         diagnosed = {} if diagnoser is None else diagnoser.diagnose(spec.name, unserved, now)
+        live = [pod for _, pod in in_scope if pod.live]
+        facts = {} if diagnoser is None else diagnoser.pod_facts(spec.name, live, now)
         rows = []
         for name, pod in in_scope:
             value = by_object.get(name) if reasons[pod.key] is None else None
             reason = reasons[pod.key]
             if reason is None and value is None:
                 reason = diagnosed.get(pod.key, NO_VALUE)
-            rows.append(PodExplanation(pod, name, value, reason))
+            rows.append(PodExplanation(pod, name, value, reason, facts.get(pod.key, {})))
         rule = {} if diagnoser is None else dict(diagnoser.describe(spec.name, now))
         return Explanation(spec, kind, catalogue.policy, rule, rows, values)
 

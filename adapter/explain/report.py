@@ -55,7 +55,7 @@ SCHEMA = """\
     "usageMilli", "ratio", "rebalancedRatio", "readyPods", "missingAs", "held",
     "adapter": {"source", "rule": {"query", "family", "preset", "windowSeconds",
                                    "snapshotAgeSeconds", ...}} | null,
-    "pods": [{"name", "phase", "ready", "value", "milliValue",
+    "pods": [{"name", "phase", "ready", "value", "milliValue", "family"?, "preset"?,
               "reason": null | "not_ready" | "warming_up" | "no_value" | "stale" | "nan"
                         | "deleted",
               "hpa": "counted" | "missing" | "unready" | "ignored" | "not_listed"}],
@@ -306,6 +306,10 @@ def _not_counted(served: Mapping[str, int], dropped: frozenset[str]) -> dict[str
     }
 
 
+# Per-pod facts the adapter's source may report (server family, preset): passed through.
+_POD_FACTS = ("family", "preset")
+
+
 def _pod_rows(
     hpa_pods: Sequence[PodState], rows: Sequence[Mapping[str, Any]], served: Mapping[str, int]
 ) -> list[dict[str, Any]]:
@@ -323,17 +327,17 @@ def _pod_rows(
             hpa = "counted"
             if row is None:
                 reason = "no_value"  # not (yet) in the adapter's pod index
-        out.append(
-            {
-                "name": name,
-                "phase": pod.phase if pod is not None else (row or {}).get("phase"),
-                "ready": pod.ready if pod is not None else (row or {}).get("ready"),
-                "value": None if row is None else row.get("value"),
-                "milliValue": served.get(name),
-                "reason": reason,
-                "hpa": hpa,
-            }
-        )
+        entry = {
+            "name": name,
+            "phase": pod.phase if pod is not None else (row or {}).get("phase"),
+            "ready": pod.ready if pod is not None else (row or {}).get("ready"),
+            "value": None if row is None else row.get("value"),
+            "milliValue": served.get(name),
+            "reason": reason,
+            "hpa": hpa,
+        }
+        entry.update({k: row[k] for k in _POD_FACTS if row is not None and k in row})
+        out.append(entry)
     return out
 
 
@@ -447,7 +451,8 @@ def _metric_lines(m: Mapping[str, Any], selector: str | None) -> list[str]:
 
 
 def _pod_table(pods: Sequence[Mapping[str, Any]]) -> str:
-    header = ("POD", "PHASE", "READY", "VALUE", "HPA", "REASON")
+    extra = [k for k in _POD_FACTS if any(p.get(k) for p in pods)]
+    header = ("POD", "PHASE", "READY", "VALUE", "HPA", "REASON", *(k.upper() for k in extra))
     rows = [
         (
             str(p["name"]),
@@ -456,6 +461,7 @@ def _pod_table(pods: Sequence[Mapping[str, Any]]) -> str:
             _milli(p["milliValue"]),
             str(p["hpa"]),
             str(p["reason"] or "-"),
+            *(str(p.get(k) or "-") for k in extra),
         )
         for p in pods
     ]

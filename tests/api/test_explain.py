@@ -9,9 +9,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from adapter.api.explain import wants_explanation
-from tests.api.conftest import ClientFactory
+from adapter.app import Parts, build_app
+from adapter.config import build_catalogue
+from adapter.kube.pods import PodsFileIndex
+from tests.api.conftest import NOW, PODS, RULES, ClientFactory
 from tests.fakes.source import FakeSource
 
 Client = TestClient[Any, Any]
@@ -144,3 +148,48 @@ def test_the_first_explain_parameter_decides(params: list[tuple[str, str]]) -> N
     first = next((value for key, value in params if key == "explain"), None)
     expected = first is not None and first.lower() in {"", "1", "true", "yes"}
     assert wants_explanation(urlencode(params)) is expected
+
+
+class FamilyDiagnoser:
+    """A source that recognises the inference server of each pod (as sources may)."""
+
+    def describe(self, metric: str, now: float) -> dict[str, Any]:
+        return {"query": f"sum by (namespace, pod) ({metric})", "preset": "vllm"}
+
+    def diagnose(self, metric: str, pods: Any, now: float) -> dict[tuple[str, str], str]:
+        return {p.key: "stale" for p in pods}
+
+    def pod_facts(self, metric: str, pods: Any, now: float) -> dict[tuple[str, str], Any]:
+        return {p.key: {"family": "vllm"} for p in pods if p.name.endswith("aaaaa")}
+
+
+async def test_source_facts_and_reasons_come_from_its_diagnoser(
+    aiohttp_client: Any, source: FakeSource
+) -> None:
+    del source.pod_values[("inference_latency_p95", "ml", "web-7c9d5f6b8-bbbbb")]
+    catalogue = build_catalogue(RULES, "<test>", {})
+    parts = Parts(
+        catalogue=lambda: catalogue,
+        pods=PodsFileIndex(PODS),
+        sources={"prometheus": source, "gpu": source},
+        clock=lambda: NOW,
+        registry=CollectorRegistry(),
+        diagnosers={"prometheus": FamilyDiagnoser()},
+    )
+    client = await aiohttp_client(build_app(parts))
+    body = await (await client.get(READ + "&explain=true")).json()
+    assert body["rule"] == {
+        "query": "sum by (namespace, pod) (inference_latency_p95)",
+        "preset": "vllm",
+    }
+    first, second = body["pods"][:2]
+    assert (first["name"], first["reason"], first["family"]) == (
+        "web-7c9d5f6b8-aaaaa",
+        None,
+        "vllm",
+    )
+    assert (second["name"], second["reason"], "family" in second) == (
+        "web-7c9d5f6b8-bbbbb",
+        "stale",
+        False,
+    )

@@ -284,3 +284,18 @@ def test_the_hpas_own_conditions_close_the_table() -> None:
         "HPA condition AbleToScale=True ScaleDownStabilized: "
         "recent recommendations were higher than current one"
     )
+
+
+def test_a_family_reported_by_the_adapter_gets_a_column() -> None:
+    spec = hpa()
+    rows = [{**row("llm-0", 10_000, None), "family": "vllm"}, row("llm-1", None, "no_value")]
+    pods = [PodState("llm-0"), PodState("llm-1")]
+    report = build_report(spec, 2, 2, pods, [MetricInput(spec.metrics[0], view(rows))])
+    assert report["metrics"][0]["pods"][0]["family"] == "vllm"
+    assert "family" not in report["metrics"][0]["pods"][1]
+    table = render_table(report).splitlines()
+    start = table.index("  POD    PHASE    READY  VALUE  HPA      REASON    FAMILY")
+    assert table[start + 1 : start + 3] == [
+        "  llm-0  Running  true   10     counted  -         vllm",
+        "  llm-1  Running  true   -      missing  no_value  -",
+    ]

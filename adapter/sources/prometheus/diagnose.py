@@ -18,6 +18,9 @@ from adapter.core.resolver import NO_VALUE
 from adapter.sources.prometheus.rules import GaugeRule, HistogramRule
 from adapter.sources.prometheus.source import PrometheusSource
 
+# Facts a rule or a pod's snapshot entry may carry (server families and presets).
+_FACTS = ("family", "preset")
+
 
 class PrometheusDiagnoser:
     """:class:`adapter.core.explain.Diagnoser` over a :class:`PrometheusSource`."""
@@ -46,10 +49,29 @@ class PrometheusDiagnoser:
             "dropped": {} if snap is None else dict(snap.dropped),
         }
         # Server families and presets (when rules carry them) are shown as they are.
-        for name in ("family", "preset"):
+        for name in _FACTS:
             value = getattr(rule, name, None)
             if value is not None:
                 facts[name] = str(value)
+        return facts
+
+    def pod_facts(
+        self, metric: MetricName, pods: Sequence[PodInfo], now: float
+    ) -> Mapping[tuple[str, str], Mapping[str, Any]]:
+        """``family``/``preset`` of each pod's snapshot entry, where the source records one."""
+        snap = self._source.snapshot.get(metric)
+        if snap is None:
+            return {}
+        facts: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for pod in pods:
+            value = snap.pods.get(pod.key)
+            found = {
+                name: str(getattr(value, name))
+                for name in _FACTS
+                if getattr(value, name, None) is not None
+            }
+            if found:
+                facts[pod.key] = found
         return facts
 
     def diagnose(
