@@ -33,10 +33,12 @@ from adapter.core.model import (
     PODS,
     MetricName,
     MetricValue,
+    Namespace,
     NodeName,
     PodInfo,
     PodName,
     ResourceKind,
+    Scope,
 )
 from adapter.core.ports import Clock, PodLister, Source
 from adapter.core.request import MetricPath
@@ -133,15 +135,15 @@ class Explainer:
             for t in targets
             if t.obj in samples
         ]
-        by_object = {value.obj.name: value for value in values}
+        by_object = {(value.obj.namespace, value.obj.name): value for value in values}
         diagnoser = self._diagnosers.get(spec.source)
-        unserved = [pod for name, pod in eligible if name not in by_object]
+        unserved = [pod for name, pod in eligible if _key(kind, name, pod) not in by_object]
         diagnosed = {} if diagnoser is None else diagnoser.diagnose(spec.name, unserved, now)
         live = [pod for _, pod in in_scope if pod.live]
         facts = {} if diagnoser is None else diagnoser.pod_facts(spec.name, live, now)
         rows = []
         for name, pod in in_scope:
-            value = by_object.get(name) if reasons[pod.key] is None else None
+            value = by_object.get(_key(kind, name, pod)) if reasons[pod.key] is None else None
             reason = reasons[pod.key]
             if reason is None and value is None:
                 reason = diagnosed.get(pod.key, NO_VALUE)
@@ -172,6 +174,11 @@ class Explainer:
             if name is not None and (path.wildcard or name == path.name):
                 found.append((name, pod))
         return found
+
+
+def _key(kind: ResourceKind, name: str, pod: PodInfo) -> tuple[Namespace | None, str]:
+    """The (namespace, name) of the object ``pod`` is part of, as ``_targets`` names it."""
+    return (None if kind.scope is Scope.CLUSTER else pod.namespace, name)
 
 
 def _policy_reason(policy: ServingPolicy, now: float, pod: PodInfo) -> str | None:

@@ -193,3 +193,15 @@ async def test_source_facts_and_reasons_come_from_its_diagnoser(
         "stale",
         False,
     )
+
+
+async def test_a_cluster_wide_read_keeps_namespaces_apart(client: Client) -> None:
+    # other-1 in prod and the web pods in ml: each row carries its own pod's value.
+    url = f"{G}/pods/%2A/inference_latency_p95?labelSelector=app%3Dweb&explain=true"
+    body = await (await client.get(url)).json()
+    values = {(p["name"], p["value"]) for p in body["pods"] if p["reason"] is None}
+    assert values == {
+        ("other-1", "1"),
+        ("web-7c9d5f6b8-aaaaa", "235m"),
+        ("web-7c9d5f6b8-bbbbb", "500m"),
+    }
