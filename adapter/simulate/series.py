@@ -13,12 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
 
+from adapter.core.durations import parse_duration
 from adapter.core.quantity import rfc3339
 from adapter.simulate.engine import Point, Row
 
@@ -41,9 +43,17 @@ class SeriesError(ValueError):
     """The input cannot be read (the message names the file and line, or the query)."""
 
 
-def parse_time(text: str) -> float:
-    """Unix seconds or RFC 3339 (``Z`` or an offset)."""
+def parse_time(text: str, now: float | None = None) -> float:
+    """Unix seconds, RFC 3339 (``Z`` or an offset), or ``now`` / ``now-24h`` / ``now-90m``."""
     text = text.strip()
+    if text == "now" or text.startswith("now-"):
+        current = time.time() if now is None else now
+        if text == "now":
+            return current
+        try:
+            return current - parse_duration(text[4:])
+        except ValueError as e:
+            raise SeriesError(f"not a time: {text!r}: {e}") from e
     try:
         return float(text)
     except ValueError:

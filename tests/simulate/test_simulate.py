@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from adapter.hpa.spec import parse_hpa
+from adapter.simulate import series
 from adapter.simulate.engine import Point, Settings, Simulation
 
 UP = [7, 32, 57, 82, 107, 132, 157, 182]
@@ -223,3 +224,35 @@ def test_object_metric_value_target() -> None:
     # 3 + 4 = 7 allowed by the default scale-up policies.
     rows = Simulation(parse_hpa(spec)).run(points([30, 30]))
     assert [r.replicas for r in rows] == [3, 7]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1800000000", 1_800_000_000.0),
+        ("2027-01-15T08:00:00Z", 1_800_000_000.0),
+        ("2027-01-15T09:00:00+01:00", 1_800_000_000.0),
+        ("2027-01-15T08:00:00", 1_800_000_000.0),  # no offset: UTC
+        ("now", 1_800_000_000.0),
+        ("now-24h", 1_800_000_000.0 - 86_400),
+        ("now-90m", 1_800_000_000.0 - 5_400),
+    ],
+)
+def test_times(text: str, expected: float) -> None:
+    assert series.parse_time(text, now=1_800_000_000.0) == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "now-", "now-3x", "2027-13-01T00:00:00Z"])
+def test_bad_times(text: str) -> None:
+    with pytest.raises(series.SeriesError, match=r"^not a time"):
+        series.parse_time(text, now=0.0)
+
+
+def test_a_bad_csv_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,m\n1,2\n2,abc\n")
+    with pytest.raises(series.SeriesError, match=r"bad\.csv:3: could not convert string to float"):
+        series.read_csv(bad)
+    bad.write_text("when,m\n")
+    with pytest.raises(series.SeriesError, match=r"bad\.csv:1: the header must be time,<metric>"):
+        series.read_csv(bad)
