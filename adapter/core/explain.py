@@ -54,9 +54,12 @@ REASONS = (DELETED, NOT_READY, WARMING_UP, NAN, STALE, NO_VALUE)
 class Diagnoser(Protocol):
     """A source's account of one metric: its rule, and why pods have no value."""
 
-    def describe(self, metric: MetricName, now: float) -> Mapping[str, Any]:
-        """The rule as JSON-able facts: e.g. ``query`` (the exact PromQL), ``family``,
-        ``preset``, ``windowSeconds``, ``snapshotAgeSeconds``. Empty when unknown."""
+    def describe(
+        self, metric: MetricName, now: float, metric_selector: Selector
+    ) -> Mapping[str, Any]:
+        """The rule as JSON-able facts: e.g. ``query`` (the exact PromQL, with the
+        read's metricLabelSelector applied), ``family``, ``preset``, ``windowSeconds``,
+        ``snapshotAgeSeconds``. Empty when unknown."""
         ...
 
     def diagnose(
@@ -148,7 +151,9 @@ class Explainer:
             if reason is None and value is None:
                 reason = diagnosed.get(pod.key, NO_VALUE)
             rows.append(PodExplanation(pod, name, value, reason, facts.get(pod.key, {})))
-        rule = {} if diagnoser is None else dict(diagnoser.describe(spec.name, now))
+        rule = (
+            {} if diagnoser is None else dict(diagnoser.describe(spec.name, now, metric_selector))
+        )
         return Explanation(spec, kind, catalogue.policy, rule, rows, values)
 
     def _in_scope(

@@ -153,7 +153,7 @@ def test_the_first_explain_parameter_decides(params: list[tuple[str, str]]) -> N
 class FamilyDiagnoser:
     """A source that recognises the inference server of each pod (as sources may)."""
 
-    def describe(self, metric: str, now: float) -> dict[str, Any]:
+    def describe(self, metric: str, now: float, metric_selector: Any) -> dict[str, Any]:
         return {"query": f"sum by (namespace, pod) ({metric})", "preset": "vllm"}
 
     def diagnose(self, metric: str, pods: Any, now: float) -> dict[tuple[str, str], str]:

@@ -15,6 +15,8 @@ from typing import Any
 from adapter.core.explain import NAN, STALE
 from adapter.core.model import MetricName, PodInfo
 from adapter.core.resolver import NO_VALUE
+from adapter.core.selectors import EVERYTHING, Selector
+from adapter.sources.prometheus.promql import PromQLError, matchers_from_selector
 from adapter.sources.prometheus.rules import GaugeRule, HistogramRule
 from adapter.sources.prometheus.source import PrometheusSource
 
@@ -28,10 +30,17 @@ class PrometheusDiagnoser:
     def __init__(self, source: PrometheusSource) -> None:
         self._source = source
 
-    def describe(self, metric: MetricName, now: float) -> Mapping[str, Any]:
+    def describe(
+        self, metric: MetricName, now: float, metric_selector: Selector = EVERYTHING
+    ) -> Mapping[str, Any]:
         rule = self._source.rules.get(metric)
         if rule is None:
             return {}
+        try:
+            # A metricLabelSelector becomes matchers of the query actually sent.
+            query = rule.query(matchers_from_selector(metric_selector))
+        except PromQLError:
+            query = rule.query()  # the read itself answers 400 for such a selector
         snap = self._source.snapshot.get(metric)
         form = (
             "histogram"
@@ -42,7 +51,7 @@ class PrometheusDiagnoser:
         )
         facts: dict[str, Any] = {
             "form": form,
-            "query": rule.query(),
+            "query": query,
             "windowSeconds": rule.window_seconds,
             "snapshotAgeSeconds": None if snap is None else round(now - snap.fetched_at, 3),
             "snapshotPods": None if snap is None else snap.samples,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapter.core.model import MetricName
+from adapter.core.selectors import parse_selector
 from adapter.sources.prometheus import PrometheusSource
 from adapter.sources.prometheus.diagnose import PrometheusDiagnoser
 from adapter.sources.prometheus.transport import PromSample
@@ -51,3 +52,12 @@ def test_unknown_metric_and_no_snapshot_yet() -> None:
     assert diagnoser.describe(MetricName("nope"), 0.0) == {}
     assert diagnoser.describe(LATENCY, 0.0)["snapshotAgeSeconds"] is None
     assert diagnoser.diagnose(LATENCY, [pod("ml", "a")], 0.0) == {("ml", "a"): "no_value"}
+
+
+def test_the_query_shown_carries_the_reads_metric_selector() -> None:
+    source = PrometheusSource(FakePrometheusAPI(), [latency_rule()], clock=FakeClock())
+    facts = PrometheusDiagnoser(source).describe(LATENCY, 0.0, parse_selector("model=llama"))
+    assert facts["query"] == (
+        "sum by (namespace, pod, le) (rate(inference_duration_seconds_bucket"
+        '{namespace!="",pod!="",model="llama"}[2m]))'
+    )
