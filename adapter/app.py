@@ -29,7 +29,15 @@ from adapter.api.auth_middleware import (
     auth_middleware,
     inflight_limit_middleware,
 )
-from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, TELEMETRY, ReadinessCheck
+from adapter.api.state import (
+    CATALOGUE,
+    EXPLAINER,
+    READINESS,
+    REGISTRY,
+    RESOLVER,
+    TELEMETRY,
+    ReadinessCheck,
+)
 from adapter.api.telemetry import Telemetry
 from adapter.api.tls import ServingTLS, TLSConfigError
 from adapter.auth.authenticator import Authenticator
@@ -40,6 +48,7 @@ from adapter.auth.tokens import TokenAuthenticator
 from adapter.auth.trust import TrustState
 from adapter.config import CatalogueHolder, ConfigError
 from adapter.core.catalogue import Catalogue, MetricSpec
+from adapter.core.explain import Diagnoser, Explainer
 from adapter.core.periodic import every
 from adapter.core.ports import Clock, PodLister, Source
 from adapter.core.resolver import Resolver
@@ -50,6 +59,7 @@ from adapter.kube.pods import PodIndex, PodsFileIndex
 from adapter.settings import Settings
 from adapter.sources.gpu.discovery import CollectorDiscovery, PodDiscovery, StaticDiscovery
 from adapter.sources.gpu.source import GpuSource
+from adapter.sources.prometheus.diagnose import PrometheusDiagnoser
 from adapter.sources.prometheus.rules import (
     PrometheusRule,
     PromLabels,
@@ -92,6 +102,8 @@ class Parts:
     cleanup_ctx: list[Callable[[web.Application], AsyncIterator[None]]] = field(
         default_factory=list
     )
+    # Sources that can say why a pod has no value (``?explain=true``), by source name.
+    diagnosers: Mapping[str, Diagnoser] = field(default_factory=dict)
 
 
 def build_app(parts: Parts) -> web.Application:
@@ -112,6 +124,9 @@ def build_app(parts: Parts) -> web.Application:
     app[REGISTRY] = parts.registry
     app[READINESS] = [_pod_index_ready(parts.pods), *parts.readiness]
     app[RESOLVER] = Resolver(parts.catalogue, parts.pods, parts.sources, parts.clock, telemetry)
+    app[EXPLAINER] = Explainer(
+        parts.catalogue, parts.pods, parts.sources, parts.diagnosers, parts.clock
+    )
     app.cleanup_ctx.extend(parts.cleanup_ctx)
     handlers.add_routes(app)
     return app
@@ -414,8 +429,10 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             tasks.append(background("pod-index", pods.run))
         sources["gpu"] = gpu
         tasks.append(background("gpu-pull", gpu.run))
+        diagnosers: dict[str, Diagnoser] = {}
         if prometheus is not None:
             sources["prometheus"] = prometheus
+            diagnosers["prometheus"] = PrometheusDiagnoser(prometheus)
             tasks.append(background("prometheus-refresh", prometheus.run))
         parts = Parts(
             catalogue=holder,
@@ -425,6 +442,7 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             auth_middlewares=auth.middlewares,
             outer_middlewares=[access_log_middleware()],
             cleanup_ctx=tasks,
+            diagnosers=diagnosers,
         )
         app = build_app(parts)
         tune_gc()

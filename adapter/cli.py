@@ -5,6 +5,8 @@ The only module that reads the command line and the environment.
 Subcommands:
   serve          the aggregated API server
   check-config   validate a rules file and print the catalogue it yields
+  explain        why a metric is missing, and what the HPA will do (adapter.explain)
+  simulate       replay a time range through the HPA's arithmetic (adapter.simulate)
 """
 
 from __future__ import annotations
@@ -153,6 +155,57 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
+def _explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "explain", help="why a metric is missing, and what the HPA will do with what we serve"
+    )
+    p.add_argument("-n", "--namespace")
+    p.add_argument("--hpa", help="the HPA's name (cluster mode)")
+    p.add_argument("--hpa-file", type=Path, help="standalone: an autoscaling/v2 HPA manifest")
+    p.add_argument("--current-replicas", type=int, help="standalone: the target's replicas")
+    p.add_argument("--selector", help="standalone: the scale target's pod selector")
+    p.add_argument("--kubeconfig", type=Path, help="default: in-cluster service account")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument(
+        "--adapter-url", help="ask the adapter directly (default: through the API server)"
+    )
+    p.add_argument("--adapter-ca-file", type=Path, help="CA of the adapter's serving certificate")
+    p.add_argument(
+        "--downscale-stabilization",
+        type=_duration,
+        default=300.0,
+        help="the controller's --horizontal-pod-autoscaler-downscale-stabilization",
+    )
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+
+
+def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("simulate", help="replay a load through the HPA's arithmetic")
+    p.add_argument(
+        "--hpa-file", type=Path, action="append", required=True, help="repeat to compare"
+    )
+    p.add_argument("--csv", type=Path, help="recorded load: time,<metric>,...")
+    p.add_argument("--prometheus-url")
+    p.add_argument("--start", help="Unix seconds or RFC 3339")
+    p.add_argument("--end", help="Unix seconds or RFC 3339")
+    p.add_argument("--step", type=_duration, default=15.0)
+    p.add_argument(
+        "--query", action="append", default=[], metavar="METRIC=PROMQL", help="default sum(METRIC)"
+    )
+    p.add_argument(
+        "--mode",
+        choices=["total", "per-pod"],
+        default="total",
+        help="total: the load spreads over ready pods; per-pod: each pod reports it as is",
+    )
+    p.add_argument("--pod-startup", type=_duration, default=0.0, help="e.g. 3m for a GPU pod")
+    p.add_argument("--sync-period", type=_duration, default=15.0)
+    p.add_argument("--downscale-stabilization", type=_duration, default=300.0)
+    p.add_argument("--initial-replicas", type=int, help="default: the HPA's minReplicas")
+    p.add_argument("--output-csv", type=Path, default=Path("simulation.csv"))
+    p.add_argument("--output-png", type=Path, default=Path("simulation.png"))
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="inference-metrics-adapter",
@@ -162,6 +215,8 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = root.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _explain_parser(sub)
+    _simulate_parser(sub)
     check = sub.add_parser("check-config", help="validate a rules file and print its catalogue")
     check.add_argument("config", type=Path, nargs="?")
     demo = sub.add_parser(
@@ -271,10 +326,31 @@ def _check_config(path: Path | None) -> int:
     return 0
 
 
+def _run_tool(args: argparse.Namespace) -> int:
+    """``explain`` and ``simulate``: validate every argument, then run."""
+    if args.command == "explain":
+        from adapter.explain import command as explain  # noqa: PLC0415  (heavy, only when used)
+
+        problems = explain.validate(args)
+    else:
+        from adapter.simulate import command as simulate  # noqa: PLC0415
+
+        problems = simulate.validate(args)
+    for problem in problems:
+        print(f"inference-metrics-adapter {args.command}: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    if args.command == "explain":
+        return asyncio.run(explain.run(args))
+    return simulate.run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.config)
+    if args.command in ("explain", "simulate"):
+        return _run_tool(args)
     if args.command == "demo":
         from adapter.demo.run import main as demo  # noqa: PLC0415
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapter.api import wire
+from adapter.api.explain import explanation, wants_explanation
 from adapter.api.negotiation import require_json, selectors_from_query, split_raw_path
 from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, ROUTE
 from adapter.api.status import API_HEADERS, JSON, json_body
@@ -45,6 +46,9 @@ async def group_subtree(request: web.Request) -> web.Response:
         return _json(wire.api_resource_list(version, request.app[CATALOGUE]()))
     request[ROUTE] = _route_label(metric_path)
     label_selector, metric_selector = selectors_from_query(query)
+    if wants_explanation(query):  # authorized as the read itself (adapter.api.explain)
+        request[ROUTE] = "explain"
+        return await explanation(request, metric_path, label_selector, metric_selector)
     values = await request.app[RESOLVER].resolve(metric_path, label_selector, metric_selector)
     return _json(wire.metric_value_list(metric_path.version, values))
 
