@@ -51,6 +51,7 @@ from adapter.settings import Settings
 from adapter.sources.gpu.discovery import CollectorDiscovery, PodDiscovery, StaticDiscovery
 from adapter.sources.gpu.source import GpuSource
 from adapter.sources.prometheus.rules import (
+    FamilyRule,
     PrometheusRule,
     PromLabels,
     RuleError,
@@ -216,12 +217,16 @@ def _gpu_metric(spec: MetricSpec, _settings: Mapping[str, Any]) -> list[tuple[st
     return _gpu_block(spec.options)
 
 
-def catalogue_holder(path: Path | None) -> CatalogueHolder:
-    """The live catalogue with every source's validators registered. Raises ConfigError."""
+def catalogue_holder(path: Path | None, presets: tuple[str, ...] | None = None) -> CatalogueHolder:
+    """The live catalogue with every source's validators registered. Raises ConfigError.
+
+    ``presets`` (``--preset``) replaces the rules file's ``presets`` when given.
+    """
     return CatalogueHolder(
         path,
         metric_validators={"prometheus": _prometheus_metric, "gpu": _gpu_metric},
         block_validators={"prometheus": _prometheus_block, "gpu": _gpu_block},
+        presets=presets,
     )
 
 
@@ -235,6 +240,21 @@ class StartupError(Exception):
 def prometheus_rules(catalogue: Catalogue) -> list[PrometheusRule]:
     labels = parse_prometheus_block(catalogue.source_settings.get("prometheus", {}))
     return [parse_rule(spec, labels) for spec in catalogue if spec.source == "prometheus"]
+
+
+def prometheus_queries(catalogue: Catalogue) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Per Prometheus metric, ``(family, PromQL)`` for each query a refresh sends.
+
+    Rules without families send one query, labelled with their form.
+    """
+    result: dict[str, tuple[tuple[str, str], ...]] = {}
+    for rule in prometheus_rules(catalogue):
+        if isinstance(rule, FamilyRule):
+            result[rule.metric] = rule.queries()
+        else:
+            form = type(rule).__name__.removesuffix("Rule").lower()
+            result[rule.metric] = ((form, rule.query()),)
+    return result
 
 
 def _prometheus_source(
@@ -372,7 +392,7 @@ async def _pod_lister(
 async def serve(settings: Settings, started: Callable[[int], None] | None = None) -> int:
     """Run the adapter until SIGTERM. Returns the process exit code."""
     try:
-        holder = catalogue_holder(settings.config_file)
+        holder = catalogue_holder(settings.config_file, settings.presets or None)
     except ConfigError as e:
         log.error("invalid rules file:\n%s", e)
         return 2

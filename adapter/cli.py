@@ -4,7 +4,8 @@ The only module that reads the command line and the environment.
 
 Subcommands:
   serve          the aggregated API server
-  check-config   validate a rules file and print the catalogue it yields
+  check-config   validate a rules file; print each metric and the exact PromQL it sends
+  convert-rules  translate a prometheus-adapter config into a rules file
 """
 
 from __future__ import annotations
@@ -124,8 +125,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     g.add_argument("--kubeconfig", type=Path, help="default: in-cluster service account")
     g.add_argument("--context", help="kubeconfig context")
     g.add_argument("--pods-file", type=Path, help="standalone mode: a PodList (YAML or JSON)")
-    g = p.add_argument_group("rules")
-    g.add_argument("--config", type=Path, help="rules file (YAML); reloaded on change and SIGHUP")
+    _rules_arguments(p)
     g = p.add_argument_group("prometheus")
     g.add_argument("--prometheus-url")
     g.add_argument("--prometheus-bearer-token-file", type=Path)
@@ -153,6 +153,25 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
+def _rules_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("rules")
+    g.add_argument("--config", type=Path, help="rules file (YAML); reloaded on change and SIGHUP")
+    _preset_argument(g)
+
+
+def _preset_argument(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--preset",
+        action="append",
+        default=[],
+        dest="presets",
+        metavar="FAMILY",
+        help="read the built-ins only from this server family (vllm, sglang, trtllm-serve, "
+        "triton-trtllm, triton, tgi, nim, knative, generic); repeatable, in order; "
+        "replaces the rules file's presets",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="inference-metrics-adapter",
@@ -164,6 +183,7 @@ def parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     check = sub.add_parser("check-config", help="validate a rules file and print its catalogue")
     check.add_argument("config", type=Path, nargs="?")
+    _preset_argument(check)
     demo = sub.add_parser(
         "demo", help="run the local demo (simulated pods and GPUs, real Prometheus)"
     )
@@ -227,6 +247,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             timeout=args.gpu_timeout,
         ),
         config_file=args.config,
+        presets=tuple(args.presets),
         log_level=args.log_level,
     )
 
@@ -253,28 +274,36 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
-def _check_config(path: Path | None) -> int:
-    from adapter.app import catalogue_holder  # noqa: PLC0415  (heavy imports only when used)
+def _check_config(path: Path | None, presets: Sequence[str]) -> int:
+    """Print each metric, then per PromQL query it sends each refresh: ``  <family>: <query>``."""
+    from adapter.app import catalogue_holder, prometheus_queries  # noqa: PLC0415
     from adapter.config import ConfigError  # noqa: PLC0415
 
     try:
-        catalogue = catalogue_holder(path)()
+        catalogue = catalogue_holder(path, tuple(presets) or None)()
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
+    if catalogue.presets:
+        print(f"presets: {', '.join(catalogue.presets)}")
+    queries = prometheus_queries(catalogue)
     for spec in catalogue:
         resources = ", ".join(str(rk.group_resource) for rk in spec.resources)
         print(
             f"{spec.name}  source={spec.source} aggregate={spec.aggregate.value} "
             f"resources=[{resources}]"
         )
+        for family, query in queries.get(spec.name, ()):
+            print(f"  {family}: {query}")
+    total = sum(len(q) for q in queries.values())
+    print(f"{total} PromQL queries per refresh, whatever the number of HPAs and pods")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "check-config":
-        return _check_config(args.config)
+        return _check_config(args.config, args.presets)
     if args.command == "demo":
         from adapter.demo.run import main as demo  # noqa: PLC0415
 

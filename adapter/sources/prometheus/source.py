@@ -4,7 +4,9 @@ Every refresh interval, :meth:`PrometheusSource.refresh_once` runs one query
 per rule across the whole cluster (concurrently, bounded by the transport),
 builds a new immutable snapshot keyed by (namespace, pod) and swaps it in with
 one assignment. Requests read only that snapshot, so the number of PromQL
-queries per minute is ``rules * 60 / interval`` whatever the number of HPAs.
+queries per minute is ``queries * 60 / interval`` whatever the number of HPAs
+and pods, where a family rule (built-in metrics) sends one query per server
+family and every other rule one query.
 
 When a rule's query fails its previous values are kept, each until it is
 older than the staleness bound (default three intervals), then they are
@@ -43,8 +45,8 @@ from adapter.core.periodic import every
 from adapter.core.ports import Clock
 from adapter.core.selectors import Selector
 from adapter.sources.prometheus import snapshot
-from adapter.sources.prometheus.promql import PromQLError, matchers_from_selector
-from adapter.sources.prometheus.rules import PrometheusRule
+from adapter.sources.prometheus.promql import LabelMatcher, PromQLError, matchers_from_selector
+from adapter.sources.prometheus.rules import FamilyRule, PrometheusRule
 from adapter.sources.prometheus.snapshot import RuleSnapshot
 from adapter.sources.prometheus.transport import PrometheusAPI, PromSample
 
@@ -191,14 +193,29 @@ class PrometheusSource:
         self, rule: PrometheusRule, previous: RuleSnapshot | None
     ) -> RuleSnapshot | None:
         try:
-            vector = await self._query(rule, rule.query())
-            return snapshot.build(rule, vector, self._clock(), self._staleness)
+            return await self._build(rule)
         except SourceError:
             pass  # counted and logged by _query
         except Exception:
             self._errors.labels(metric=rule.metric).inc()
             log.exception("building the snapshot of %s failed", rule.metric)
         return previous
+
+    async def _build(
+        self, rule: PrometheusRule, extra: Sequence[LabelMatcher] = ()
+    ) -> RuleSnapshot:
+        """Query ``rule`` (one query, or one per family) and build its snapshot.
+
+        A family rule whose queries do not all succeed raises SourceError: a
+        pod must never move to a later family because an earlier one failed.
+        """
+        if isinstance(rule, FamilyRule):
+            vectors = await asyncio.gather(
+                *(self._query(rule, expr) for _, expr in rule.queries(extra))
+            )
+            return snapshot.build_families(rule, vectors, self._clock(), self._staleness)
+        vector = await self._query(rule, rule.query(extra))
+        return snapshot.build(rule, vector, self._clock(), self._staleness)
 
     async def _query(self, rule: PrometheusRule, expr: str) -> Sequence[PromSample]:
         started = time.perf_counter()
@@ -222,16 +239,16 @@ class PrometheusSource:
                 matchers = matchers_from_selector(selector)
             except PromQLError as e:
                 raise BadRequest(f"invalid metricLabelSelector: {e}") from e
-            future = asyncio.ensure_future(self._query_selected(key, rule.query(matchers)))
+            future = asyncio.ensure_future(self._query_selected(key, matchers))
             self._in_flight[key] = future
             future.add_done_callback(lambda done: self._settle(key, done))
         # Shielded: one caller giving up does not cancel the query the others wait for.
         return await asyncio.shield(future)
 
-    async def _query_selected(self, key: _SelectedKey, expr: str) -> RuleSnapshot:
-        rule = key[0]
-        vector = await self._query(rule, expr)
-        built = snapshot.build(rule, vector, self._clock(), self._staleness)
+    async def _query_selected(
+        self, key: _SelectedKey, matchers: Sequence[LabelMatcher]
+    ) -> RuleSnapshot:
+        built = await self._build(key[0], matchers)
         self._selected[key] = built
         return built
 
