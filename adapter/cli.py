@@ -15,7 +15,10 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adapter import __version__
@@ -184,6 +187,18 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a rules file and print its catalogue")
     check.add_argument("config", type=Path, nargs="?")
     _preset_argument(check)
+    convert = sub.add_parser(
+        "convert-rules",
+        help="translate a prometheus-adapter config into a rules file "
+        "(untranslatable rules are listed on stderr with their line)",
+    )
+    convert.add_argument("config", type=Path, help="prometheus-adapter config or its ConfigMap")
+    convert.add_argument("-o", "--output", type=Path, help="write here (default: stdout)")
+    convert.add_argument(
+        "--prometheus-url",
+        help="list series once, at conversion time, for rules whose names come from discovery",
+    )
+    convert.add_argument("--prometheus-timeout", type=_duration, default=10.0)
     demo = sub.add_parser(
         "demo", help="run the local demo (simulated pods and GPUs, real Prometheus)"
     )
@@ -300,10 +315,57 @@ def _check_config(path: Path | None, presets: Sequence[str]) -> int:
     return 0
 
 
+def _series_lister(url: str, timeout: float) -> Callable[[str], list[str]]:
+    """Metric names of the series matching a selector, from ``/api/v1/series``."""
+
+    def names(match: str) -> list[str]:
+        query = urllib.parse.urlencode({"match[]": match})
+        with urllib.request.urlopen(  # noqa: S310  (the user's own Prometheus URL)
+            f"{url.rstrip('/')}/api/v1/series?{query}", timeout=timeout
+        ) as response:
+            body = json.load(response)
+        return sorted({str(series["__name__"]) for series in body.get("data", [])})
+
+    return names
+
+
+def _convert_rules(args: argparse.Namespace) -> int:
+    """Write the converted rules file; list every untranslatable form on stderr.
+
+    Exit 0 when everything was converted, 3 when some forms were listed, 1 on
+    unreadable input or a failed series listing.
+    """
+    from adapter.config import ConfigError  # noqa: PLC0415
+    from adapter.convert import convert  # noqa: PLC0415
+
+    lister = None
+    if args.prometheus_url:
+        lister = _series_lister(args.prometheus_url, args.prometheus_timeout)
+    try:
+        text = args.config.read_text(encoding="utf-8")
+        result = convert(text, str(args.config), lister)
+    except (OSError, UnicodeDecodeError, urllib.error.URLError, ValueError) as e:
+        print(f"convert-rules: {e}", file=sys.stderr)
+        return 1
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    output = result.yaml(str(args.config))
+    if args.output is None:
+        sys.stdout.write(output)
+    else:
+        args.output.write_text(output, encoding="utf-8")
+    for item in result.untranslatable:
+        print(f"{args.config}: {item}", file=sys.stderr)
+    return 3 if result.untranslatable else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.config, args.presets)
+    if args.command == "convert-rules":
+        return _convert_rules(args)
     if args.command == "demo":
         from adapter.demo.run import main as demo  # noqa: PLC0415
 

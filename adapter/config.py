@@ -199,6 +199,14 @@ def _parse_yaml(text: str, file: str) -> _Located:
     return _Located(value, lines)
 
 
+def parse_yaml_with_lines(text: str, file: str) -> _Located:
+    """Strict YAML (duplicate keys are errors) plus the line of every key path.
+
+    Paths look like ``rules[2].metricsQuery``. Raises ConfigError.
+    """
+    return _parse_yaml(text, file)
+
+
 class _Collector:
     def __init__(self, file: str, lines: Mapping[str, int]) -> None:
         self.file = file

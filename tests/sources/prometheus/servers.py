@@ -48,12 +48,20 @@ class Value:
     value: float
     labels: Mapping[str, str] = field(default_factory=dict)
     kind: str = "gauge"
+    per_second: float = 0.0
+    """A counter's growth: the exposed value is ``value + per_second * elapsed``."""
 
 
 @dataclass(frozen=True)
 class Pod:
     name: str
     series: Sequence[Histogram | Value]
+    labels: Mapping[str, str] | None = None
+    """The pod's target labels; default ``namespace``/``pod`` as a PodMonitor attaches."""
+
+    @property
+    def target(self) -> Mapping[str, str]:
+        return {"namespace": NS, "pod": self.name} if self.labels is None else self.labels
 
 
 def _h(
@@ -274,7 +282,7 @@ def exposition(pods: Sequence[Pod], elapsed: float) -> str:
     families: dict[str, tuple[str, list[str]]] = {}
     for pod in pods:
         for series in pod.series:
-            base = {"namespace": NS, "pod": pod.name, **series.labels}
+            base = {**pod.target, **series.labels}
             if isinstance(series, Histogram):
                 lines = families.setdefault(series.name, ("histogram", []))[1]
                 cumulative = 0.0
@@ -286,7 +294,7 @@ def exposition(pods: Sequence[Pod], elapsed: float) -> str:
                 lines.append(_line(f"{series.name}_sum", base, cumulative))
             else:
                 lines = families.setdefault(series.name, (series.kind, []))[1]
-                lines.append(_line(series.name, base, series.value))
+                lines.append(_line(series.name, base, series.value + series.per_second * elapsed))
     out: list[str] = []
     for name, (kind, lines) in families.items():
         out.append(f"# TYPE {name} {'untyped' if kind == 'counter' else kind}")
