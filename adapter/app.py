@@ -257,6 +257,28 @@ def prometheus_queries(catalogue: Catalogue) -> dict[str, tuple[tuple[str, str],
     return result
 
 
+async def family_winners(
+    catalogue: Catalogue, url: str, query_timeout: float
+) -> dict[str, dict[str, list[tuple[str, str]]]]:
+    """One refresh of the catalogue's Prometheus rules: per metric, the pods each family won.
+
+    A metric whose queries failed is left out (the refresh logs why).
+    """
+    client = PrometheusClient(TransportOptions(url=url, timeout=query_timeout))
+    try:
+        source = PrometheusSource(client, prometheus_rules(catalogue))
+        await source.refresh_once()
+        return {
+            str(metric): {
+                family: [(str(ns), str(pod)) for ns, pod in pods]
+                for family, pods in snap.by_family().items()
+            }
+            for metric, snap in source.snapshot.items()
+        }
+    finally:
+        client.close()
+
+
 def _prometheus_source(
     settings: Settings, holder: CatalogueHolder, registry: CollectorRegistry
 ) -> PrometheusSource | None:

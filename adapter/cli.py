@@ -187,6 +187,11 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a rules file and print its catalogue")
     check.add_argument("config", type=Path, nargs="?")
     _preset_argument(check)
+    check.add_argument(
+        "--prometheus-url",
+        help="also run one refresh and print, per metric, the pods each server family won",
+    )
+    check.add_argument("--prometheus-timeout", type=_duration, default=10.0)
     convert = sub.add_parser(
         "convert-rules",
         help="translate a prometheus-adapter config into a rules file "
@@ -289,13 +294,16 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
-def _check_config(path: Path | None, presets: Sequence[str]) -> int:
-    """Print each metric, then per PromQL query it sends each refresh: ``  <family>: <query>``."""
-    from adapter.app import catalogue_holder, prometheus_queries  # noqa: PLC0415
+def _check_config(args: argparse.Namespace) -> int:
+    """Print each metric, then per PromQL query it sends each refresh: ``  <family>: <query>``.
+
+    With ``--prometheus-url``, then one refresh: per metric, the pods each family won.
+    """
+    from adapter.app import catalogue_holder, family_winners, prometheus_queries  # noqa: PLC0415
     from adapter.config import ConfigError  # noqa: PLC0415
 
     try:
-        catalogue = catalogue_holder(path, tuple(presets) or None)()
+        catalogue = catalogue_holder(args.config, tuple(args.presets) or None)()
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
@@ -312,6 +320,16 @@ def _check_config(path: Path | None, presets: Sequence[str]) -> int:
             print(f"  {family}: {query}")
     total = sum(len(q) for q in queries.values())
     print(f"{total} PromQL queries per refresh, whatever the number of HPAs and pods")
+    if args.prometheus_url:
+        winners = asyncio.run(
+            family_winners(catalogue, args.prometheus_url, args.prometheus_timeout)
+        )
+        for metric, by_family in winners.items():
+            print(f"{metric}: pods per family in Prometheus now")
+            for family, pods in by_family.items():
+                shown = ", ".join(f"{ns}/{pod}" for ns, pod in pods[:5])
+                more = f" and {len(pods) - 5} more" if len(pods) > 5 else ""
+                print(f"  {family or '(rule)'}: {len(pods)} ({shown}{more})")
     return 0
 
 
@@ -363,7 +381,7 @@ def _convert_rules(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "check-config":
-        return _check_config(args.config, args.presets)
+        return _check_config(args)
     if args.command == "convert-rules":
         return _convert_rules(args)
     if args.command == "demo":

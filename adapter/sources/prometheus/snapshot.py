@@ -75,6 +75,15 @@ class RuleSnapshot:
         """Pods with a value of their own."""
         return sum(1 for value in self.pods.values() if value.sample is not None)
 
+    def by_family(self) -> dict[str, list[PodKey]]:
+        """The pods each server family won, sorted, families in the rule's order
+        (only those that won a pod; a rule without families has all under "")."""
+        found: dict[str, list[PodKey]] = {}
+        for key, value in sorted(self.pods.items()):
+            found.setdefault(value.family, []).append(key)
+        order = [f.name for f in self.rule.families] if isinstance(self.rule, FamilyRule) else []
+        return {name: found[name] for name in [*order, ""] if name in found}
+
 
 def build(
     rule: PrometheusRule, vector: Sequence[PromSample], fetched_at: float, staleness: float

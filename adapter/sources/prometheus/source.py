@@ -22,7 +22,9 @@ Self metrics (``registry``):
 - ``adapter_prometheus_snapshot_samples{metric}`` gauge: pods with a value
 - ``adapter_prometheus_snapshot_dropped{metric,reason}`` gauge: series or pods
   left out of the last snapshot (nan, inf, unattributed, bad_le,
-  no_timestamp, duplicate)
+  no_timestamp, duplicate, stale, shadowed: a later family also had the pod)
+- ``adapter_prometheus_family_pods{metric,family}`` gauge: pods each server
+  family won in the last snapshot (built-in metrics read from families)
 """
 
 from __future__ import annotations
@@ -295,7 +297,15 @@ class _SnapshotCollector(Collector):
             "Series or pods left out of the metric's current snapshot, by reason.",
             labels=["metric", "reason"],
         )
+        families = GaugeMetricFamily(
+            "adapter_prometheus_family_pods",
+            "Pods each inference-server family won in the metric's current snapshot.",
+            labels=["metric", "family"],
+        )
         for metric, snap in sorted(current.items()):
+            for family, pods in snap.by_family().items():
+                if family:
+                    families.add_metric([metric, family], len(pods))
             age.add_metric([metric], now - snap.fetched_at)
             samples.add_metric([metric], snap.samples)
             for reason, count in sorted(snap.dropped.items()):
@@ -303,3 +313,4 @@ class _SnapshotCollector(Collector):
         yield age
         yield samples
         yield dropped
+        yield families

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
+from adapter.cli import main
 from adapter.core.catalogue import Aggregation
 from adapter.core.model import MetricName
 from adapter.core.selectors import EVERYTHING
@@ -299,3 +301,42 @@ def test_every_generated_query_is_valid_promql(
     assert [family for family, _ in queries] == chosen  # one query per family, in order
     for _, query in queries:
         prom.query(query)  # raises with Prometheus' message when it does not parse
+
+
+def test_check_config_shows_each_pods_family(
+    prom: PrometheusServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["check-config", "--preset", "tgi", "--preset", "vllm", "--prometheus-url", prom.url])
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    winners = out[out.index("inference_queue_depth: pods per family in Prometheus now") :]
+    assert winners[:3] == [
+        "inference_queue_depth: pods per family in Prometheus now",
+        "  tgi: 1 (srv/tgi-0)",
+        "  vllm: 4 (srv/both-0, srv/vllm-0, srv/vllm-1, srv/vllm-old)",
+    ]
+
+
+async def test_family_pods_self_metric(client: PrometheusClient) -> None:
+    registry = CollectorRegistry()
+    source = PrometheusSource(client, [family_rule(KV)], registry=registry)
+    await source.refresh_once()
+    pods = {
+        family: registry.get_sample_value(
+            "adapter_prometheus_family_pods", {"metric": str(KV), "family": family}
+        )
+        for family in PRESETS
+    }
+    assert pods == {
+        "vllm": 3.0,  # vllm-0, vllm-1, vllm-old (the old name)
+        "sglang": 1.0,
+        "trtllm-serve": 1.0,
+        "triton-trtllm": 1.0,
+        "triton": None,
+        "tgi": None,
+        "nim": 1.0,
+        "knative": None,
+        "generic": None,
+    }
