@@ -305,3 +305,16 @@ def test_bad_promql_matchers(text: str, message: str) -> None:
 def test_rendered_matchers_parse_back_to_the_same_value(name: str, op: MatchOp, value: str) -> None:
     matcher = LabelMatcher(name, op, value)
     assert promql.parse_matchers(str(matcher)) == (matcher,)
+
+
+@given(
+    name=st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True).filter(
+        lambda n: not n.startswith("__")
+    ),
+    op=st.sampled_from([MatchOp.RE, MatchOp.NRE]),
+    values=st.lists(st.text(max_size=10), min_size=1, max_size=3),
+)
+def test_rendered_regex_matchers_parse_back(name: str, op: MatchOp, values: list[str]) -> None:
+    pattern = "|".join(promql.regex_escape(v) for v in values)
+    matcher = LabelMatcher(name, op, pattern)
+    assert promql.parse_matchers(str(matcher)) == (matcher,)
