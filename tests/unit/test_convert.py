@@ -148,38 +148,3 @@ def test_cli_writes_the_file_and_lists_what_it_left_out(
         "total over its pods\n"
     )
     assert main(["convert-rules", str(tmp_path / "missing.yaml")]) == 1
-
-
-def test_check_config_prints_every_query_each_refresh_sends(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main(["check-config", "--preset", "triton", "--preset", "tgi"]) == 0
-    assert capsys.readouterr().out.splitlines() == [
-        "presets: triton, tgi",
-        "inference_latency_p95  source=prometheus aggregate=histogram "
-        "resources=[pods, deployments.apps, statefulsets.apps]",
-        "  triton: label_replace(max by (namespace, pod) (nv_inference_request_summary_us{"
-        'namespace!="",pod!="",quantile="0.95"}), "adapter_part", "value", "", "") or '
-        "label_replace(min by (namespace, pod) (timestamp(nv_inference_request_summary_us{"
-        'namespace!="",pod!="",quantile="0.95"})), "adapter_part", "timestamp", "", "")',
-        "  tgi: sum by (namespace, pod, le) (rate(tgi_request_duration_bucket{"
-        'namespace!="",pod!=""}[2m]))',
-        "inference_queue_depth  source=prometheus aggregate=sum "
-        "resources=[pods, deployments.apps, statefulsets.apps]",
-        "  triton: label_replace(sum by (namespace, pod) (nv_inference_pending_request_count{"
-        'namespace!="",pod!=""}), "adapter_part", "value", "", "") or label_replace(min by '
-        '(namespace, pod) (timestamp(nv_inference_pending_request_count{namespace!="",'
-        'pod!=""})), "adapter_part", "timestamp", "", "")',
-        '  tgi: label_replace(sum by (namespace, pod) (tgi_queue_size{namespace!="",pod!=""}), '
-        '"adapter_part", "value", "", "") or label_replace(min by (namespace, pod) (timestamp('
-        'tgi_queue_size{namespace!="",pod!=""})), "adapter_part", "timestamp", "", "")',
-        "inference_requests_running  source=prometheus aggregate=sum "
-        "resources=[pods, deployments.apps, statefulsets.apps]",
-        '  tgi: label_replace(sum by (namespace, pod) (tgi_batch_current_size{namespace!="",'
-        'pod!=""}), "adapter_part", "value", "", "") or label_replace(min by (namespace, pod) '
-        '(timestamp(tgi_batch_current_size{namespace!="",pod!=""})), "adapter_part", '
-        '"timestamp", "", "")',
-        "gpu_utilization  source=gpu aggregate=mean "
-        "resources=[pods, deployments.apps, statefulsets.apps, nodes]",
-        "5 PromQL queries per refresh, whatever the number of HPAs and pods",
-    ]
