@@ -108,8 +108,9 @@ def build_families(
 ) -> RuleSnapshot:
     """The snapshot of a family rule from its queries' answers, one per family in order.
 
-    Per pod the first family with any series for the pod wins; within a family
-    the first renamed series with data. ``dropped["shadowed"]`` counts pods for
+    Per pod the first family with any series for the pod wins, even when those
+    series give no value (the pod then has none); within a family the first
+    renamed series with data. ``dropped["shadowed"]`` counts pods for
     which a later family also had data.
     """
     pods: dict[PodKey, PodValue] = {}
@@ -134,6 +135,14 @@ def build_families(
             dropped.update(part_dropped)
             for key, value in part.items():
                 own.setdefault(key, value)
+        # A pod whose series exist but give no value (NaN, stale) still belongs to this
+        # family: its value is omitted, never taken from a later family.
+        for row in vector:
+            present = _pod_key(rule, row.labels)
+            if present is not None and present not in own:
+                own[present] = PodValue(
+                    None, fetched_at, fetched_at + staleness, family=family.name
+                )
         for key, value in own.items():
             if key in pods:
                 dropped["shadowed"] += 1

@@ -318,3 +318,25 @@ def test_rendered_regex_matchers_parse_back(name: str, op: MatchOp, values: list
     pattern = "|".join(promql.regex_escape(v) for v in values)
     matcher = LabelMatcher(name, op, pattern)
     assert promql.parse_matchers(str(matcher)) == (matcher,)
+
+
+async def test_a_family_without_a_value_still_owns_its_pod() -> None:
+    nan = gauge_rows("a", math.nan)
+    api = answering(
+        {
+            "vllm:num_requests_waiting": nan,
+            "vllm:e2e_request_latency_seconds": hist_rows("a", {"1": 0.0, "+Inf": 0.0}),
+            "inference_duration_seconds": hist_rows("a", {"1": 5.0, "+Inf": 5.0}),
+            "inference_queue_depth": gauge_rows("a", 9),
+        }
+    )
+    source = PrometheusSource(api, [queue(), latency()], clock=FakeClock(NOW))
+    await source.refresh_once()
+    a = pod_target("ml", "a")
+    # An idle vLLM pod (no traffic: NaN p95) and a NaN queue: no values, never the generic ones.
+    assert await source.fetch(QUEUE, [a], EVERYTHING) == {}
+    assert await source.fetch(LATENCY, [a], EVERYTHING) == {}
+    for metric in (QUEUE, LATENCY):
+        snap = source.snapshot[metric]
+        assert snap.pods[("ml", "a")].family == "vllm"
+        assert snap.dropped["shadowed"] == 1
