@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapter.cli import main
+from adapter.cli import main, parser, settings_from_args
 
 
 def test_check_config_prints_every_query_each_refresh_sends(
@@ -40,3 +40,17 @@ def test_check_config_prints_every_query_each_refresh_sends(
         "resources=[pods, deployments.apps, statefulsets.apps, nodes]",
         "5 PromQL queries per refresh, whatever the number of HPAs and pods",
     ]
+
+
+def test_serve_takes_repeatable_presets_in_order() -> None:
+    args = parser().parse_args(["serve", "--preset", "vllm", "--preset", "tgi"])
+    assert settings_from_args(args).presets == ("vllm", "tgi")
+    assert settings_from_args(parser().parse_args(["serve"])).presets == ()
+
+
+def test_check_config_rejects_an_unknown_preset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--preset", "ollama"]) == 1
+    assert capsys.readouterr().err == (
+        "<built-in>: --preset 'ollama': unknown (known: vllm, sglang, trtllm-serve, "
+        "triton-trtllm, triton, tgi, nim, knative, generic)\n"
+    )
