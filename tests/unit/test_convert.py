@@ -148,3 +148,15 @@ def test_cli_writes_the_file_and_lists_what_it_left_out(
         "total over its pods\n"
     )
     assert main(["convert-rules", str(tmp_path / "missing.yaml")]) == 1
+
+
+def test_cli_reports_an_unreachable_prometheus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = HERE / "default-config.yaml"
+    url = "http://127.0.0.1:1"  # nothing listens on port 1
+    assert (
+        main(["convert-rules", str(config), "--prometheus-url", url, "--prometheus-timeout", "2s"])
+        == 1
+    )
+    assert capsys.readouterr().err.startswith("convert-rules: <urlopen error")
