@@ -61,6 +61,7 @@ from adapter.sources.gpu.discovery import CollectorDiscovery, PodDiscovery, Stat
 from adapter.sources.gpu.source import GpuSource
 from adapter.sources.prometheus.diagnose import PrometheusDiagnoser
 from adapter.sources.prometheus.rules import (
+    FamilyRule,
     PrometheusRule,
     PromLabels,
     RuleError,
@@ -231,12 +232,16 @@ def _gpu_metric(spec: MetricSpec, _settings: Mapping[str, Any]) -> list[tuple[st
     return _gpu_block(spec.options)
 
 
-def catalogue_holder(path: Path | None) -> CatalogueHolder:
-    """The live catalogue with every source's validators registered. Raises ConfigError."""
+def catalogue_holder(path: Path | None, presets: tuple[str, ...] | None = None) -> CatalogueHolder:
+    """The live catalogue with every source's validators registered. Raises ConfigError.
+
+    ``presets`` (``--preset``) replaces the rules file's ``presets`` when given.
+    """
     return CatalogueHolder(
         path,
         metric_validators={"prometheus": _prometheus_metric, "gpu": _gpu_metric},
         block_validators={"prometheus": _prometheus_block, "gpu": _gpu_block},
+        presets=presets,
     )
 
 
@@ -250,6 +255,43 @@ class StartupError(Exception):
 def prometheus_rules(catalogue: Catalogue) -> list[PrometheusRule]:
     labels = parse_prometheus_block(catalogue.source_settings.get("prometheus", {}))
     return [parse_rule(spec, labels) for spec in catalogue if spec.source == "prometheus"]
+
+
+def prometheus_queries(catalogue: Catalogue) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Per Prometheus metric, ``(family, PromQL)`` for each query a refresh sends.
+
+    Rules without families send one query, labelled with their form.
+    """
+    result: dict[str, tuple[tuple[str, str], ...]] = {}
+    for rule in prometheus_rules(catalogue):
+        if isinstance(rule, FamilyRule):
+            result[rule.metric] = rule.queries()
+        else:
+            form = type(rule).__name__.removesuffix("Rule").lower()
+            result[rule.metric] = ((form, rule.query()),)
+    return result
+
+
+async def family_winners(
+    catalogue: Catalogue, url: str, query_timeout: float
+) -> dict[str, dict[str, list[tuple[str, str]]]]:
+    """One refresh of the catalogue's Prometheus rules: per metric, the pods each family won.
+
+    A metric whose queries failed is left out (the refresh logs why).
+    """
+    client = PrometheusClient(TransportOptions(url=url, timeout=query_timeout))
+    try:
+        source = PrometheusSource(client, prometheus_rules(catalogue))
+        await source.refresh_once()
+        return {
+            str(metric): {
+                family: [(str(ns), str(pod)) for ns, pod in pods]
+                for family, pods in snap.by_family().items()
+            }
+            for metric, snap in source.snapshot.items()
+        }
+    finally:
+        client.close()
 
 
 def _prometheus_source(
@@ -387,7 +429,7 @@ async def _pod_lister(
 async def serve(settings: Settings, started: Callable[[int], None] | None = None) -> int:
     """Run the adapter until SIGTERM. Returns the process exit code."""
     try:
-        holder = catalogue_holder(settings.config_file)
+        holder = catalogue_holder(settings.config_file, settings.presets or None)
     except ConfigError as e:
         log.error("invalid rules file:\n%s", e)
         return 2

@@ -14,6 +14,7 @@ from adapter import cli as adapter_cli
 from adapter.config import BUILTIN_METRICS
 from adapter.core.catalogue import resource_kind
 from adapter.settings import GpuSettings, ServingSettings
+from adapter.sources.prometheus.families import FAMILIES
 from collectors.gpu import cli as collector_cli
 from tests.deploy.support import (
     DEPLOY,
@@ -80,6 +81,10 @@ def _workload_series() -> set[str]:
             series |= _exposed("histogram", options["histogram"])
         if "gauge" in options:
             series.add(options["gauge"])
+        if "families" in options:  # real servers' own series (adapter.sources.prometheus.families)
+            for family in FAMILIES[entry["name"]]:
+                for one in family.series:
+                    series |= _exposed(family.kind.value, one.name)
     return series
 
 
