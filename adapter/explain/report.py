@@ -53,7 +53,8 @@ SCHEMA = """\
     "desiredReplicas": int | null,  # this metric's proposal (null: could not be computed)
     "error": str | null,
     "usageMilli", "ratio", "rebalancedRatio", "readyPods", "missingAs", "held",
-    "adapter": {"source", "rule": {"query", "family", "preset", "windowSeconds",
+    "adapter": {"source", "rule": {"form", "query" | "queries": {family: query},
+                                   "family", "preset", "windowSeconds",
                                    "snapshotAgeSeconds", ...}} | null,
     "pods": [{"name", "phase", "ready", "value", "milliValue", "family"?, "preset"?,
               "reason": null | "not_ready" | "warming_up" | "no_value" | "stale" | "nan"
@@ -441,6 +442,8 @@ def _metric_lines(m: Mapping[str, Any], selector: str | None) -> list[str]:
         lines.append("  " + ", ".join(facts))
         if rule.get("query"):
             lines.append(f"  query: {rule['query']}")
+        for family, query in (rule.get("queries") or {}).items():
+            lines.append(f"  query ({family}): {query}")
     if m["pods"]:
         lines.append(_pod_table(m["pods"]))
     else:

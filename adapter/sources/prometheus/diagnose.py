@@ -1,7 +1,8 @@
 """What the Prometheus source knows about a metric, for ``explain``.
 
 Reads the source's current snapshot only (no query is sent): the rule's exact
-PromQL, its form, window and, when the rule carries them, its server family and
+PromQL (for a built-in read from server families, each family's query, in the
+order of precedence), its form, window and, when the rule carries them, its server family and
 preset; per pod, why there is no value: ``nan`` (the pod is in the snapshot
 without a finite value, e.g. a histogram without traffic in the window),
 ``stale`` (its last value is past the staleness bound) or ``no_value``.
@@ -17,7 +18,7 @@ from adapter.core.model import MetricName, PodInfo
 from adapter.core.resolver import NO_VALUE
 from adapter.core.selectors import EVERYTHING, Selector
 from adapter.sources.prometheus.promql import PromQLError, matchers_from_selector
-from adapter.sources.prometheus.rules import GaugeRule, HistogramRule
+from adapter.sources.prometheus.rules import FamilyRule, GaugeRule, HistogramRule
 from adapter.sources.prometheus.source import PrometheusSource
 
 # Facts a rule or a pod's snapshot entry may carry (server families and presets).
@@ -37,21 +38,26 @@ class PrometheusDiagnoser:
         if rule is None:
             return {}
         try:
-            # A metricLabelSelector becomes matchers of the query actually sent.
-            query = rule.query(matchers_from_selector(metric_selector))
+            # A metricLabelSelector becomes matchers of the queries actually sent.
+            extra = matchers_from_selector(metric_selector)
         except PromQLError:
-            query = rule.query()  # the read itself answers 400 for such a selector
+            extra = ()  # the read itself answers 400 for such a selector
         snap = self._source.snapshot.get(metric)
-        form = (
-            "histogram"
-            if isinstance(rule, HistogramRule)
-            else "gauge"
-            if isinstance(rule, GaugeRule)
-            else "query"
-        )
+        sent: dict[str, Any]
+        if isinstance(rule, FamilyRule):
+            # one query per server family, in the order a pod's first family with data wins
+            sent = {"form": "families", "queries": dict(rule.queries(extra))}
+        else:
+            form = (
+                "histogram"
+                if isinstance(rule, HistogramRule)
+                else "gauge"
+                if isinstance(rule, GaugeRule)
+                else "query"
+            )
+            sent = {"form": form, "query": rule.query(extra)}
         facts: dict[str, Any] = {
-            "form": form,
-            "query": query,
+            **sent,
             "windowSeconds": rule.window_seconds,
             "snapshotAgeSeconds": None if snap is None else round(now - snap.fetched_at, 3),
             "snapshotPods": None if snap is None else snap.samples,

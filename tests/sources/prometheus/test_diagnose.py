@@ -6,9 +6,11 @@ from adapter.core.model import MetricName
 from adapter.core.selectors import parse_selector
 from adapter.sources.prometheus import PrometheusSource
 from adapter.sources.prometheus.diagnose import PrometheusDiagnoser
+from adapter.sources.prometheus.promql import matchers_from_selector
 from adapter.sources.prometheus.transport import PromSample
 
 from .helpers import FakeClock, FakePrometheusAPI, bucket_rows, latency_rule, pod
+from .test_families import NOW, answering, gauge_rows, queue
 
 LATENCY = MetricName("inference_latency_p95")
 
@@ -61,3 +63,24 @@ def test_the_query_shown_carries_the_reads_metric_selector() -> None:
         "sum by (namespace, pod, le) (rate(inference_duration_seconds_bucket"
         '{namespace!="",pod!="",model="llama"}[2m]))'
     )
+
+
+async def test_a_built_in_read_from_server_families_shows_each_familys_query() -> None:
+    rule = queue()
+    clock = FakeClock(NOW)
+    api = answering({"vllm:num_requests_waiting": gauge_rows("a", 3)})
+    source = PrometheusSource(api, [rule], clock=clock)
+    await source.refresh_once()
+    diagnoser = PrometheusDiagnoser(source)
+    queue_metric = MetricName("inference_queue_depth")
+    facts = diagnoser.describe(queue_metric, clock(), parse_selector("model=llama"))
+    assert facts["form"] == "families"
+    assert "query" not in facts
+    assert facts["queries"] == dict(
+        rule.queries(matchers_from_selector(parse_selector("model=llama")))
+    )
+    assert list(facts["queries"]) == [family.name for family in rule.families]
+    assert all('model="llama"' in q for q in facts["queries"].values())
+    assert diagnoser.pod_facts(queue_metric, [pod("ml", "a"), pod("ml", "b")], clock()) == {
+        ("ml", "a"): {"family": "vllm"}
+    }
