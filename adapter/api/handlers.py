@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapter.api import wire
+from adapter.api.explain import explanation, wants_explanation
 from adapter.api.negotiation import require_json, selectors_from_query
 from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, ROUTE
+from adapter.api.status import API_HEADERS, JSON, json_body
 from adapter.api.target import TARGET
 from adapter.core.errors import MethodNotAllowed, NotFound
 from adapter.core.model import API_GROUP
@@ -26,7 +27,7 @@ GROUP_PATH = f"/apis/{API_GROUP}"
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+    return web.Response(status=status, body=json_body(body), content_type=JSON, headers=API_HEADERS)
 
 
 async def apis(request: web.Request) -> web.Response:
@@ -53,6 +54,9 @@ async def group_subtree(request: web.Request) -> web.Response:
         return _json(wire.api_resource_list(version, request.app[CATALOGUE]()))
     request[ROUTE] = _route_label(metric_path)
     label_selector, metric_selector = selectors_from_query(query)
+    if wants_explanation(query):  # authorized as the read itself (adapter.api.explain)
+        request[ROUTE] = "explain"
+        return await explanation(request, metric_path, label_selector, metric_selector)
     values = await request.app[RESOLVER].resolve(metric_path, label_selector, metric_selector)
     return _json(wire.metric_value_list(metric_path.version, values))
 

@@ -45,20 +45,24 @@ def item(
     window: int | None = 120,
     selector: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    # omitempty as Go encodes it: no namespace for cluster-scoped objects, no window without one
     obj = {"kind": kind, "namespace": namespace, "name": name, "apiVersion": api_version}
+    if not namespace:
+        del obj["namespace"]
+    window_field = {} if window is None else {"windowSeconds": window}
     if version == "v1beta2":
         return {
             "describedObject": obj,
             "metric": {"name": metric, "selector": selector},
             "timestamp": ts,
-            "windowSeconds": window,
+            **window_field,
             "value": value,
         }
     return {
         "describedObject": obj,
         "metricName": metric,
         "timestamp": ts,
-        "window": window,
+        **({"window": window} if window is not None else {}),
         "value": value,
         "selector": selector,
     }
@@ -117,21 +121,27 @@ async def test_version_discovery_comes_from_the_catalogue(client: Client, versio
     names = [(r["name"], r["namespaced"]) for r in body["resources"]]
     assert names == [
         ("deployments.apps/gpu_utilization", True),
+        ("deployments.apps/inference_kv_cache_utilization", True),
         ("deployments.apps/inference_latency_p95", True),
         ("deployments.apps/inference_queue_depth", True),
+        ("deployments.apps/inference_requests_running", True),
         ("namespaces/ns_requests", False),
         ("nodes/gpu_utilization", False),
         ("pods/gpu_utilization", True),
+        ("pods/inference_kv_cache_utilization", True),
         ("pods/inference_latency_p95", True),
         ("pods/inference_queue_depth", True),
+        ("pods/inference_requests_running", True),
         ("statefulsets.apps/gpu_utilization", True),
+        ("statefulsets.apps/inference_kv_cache_utilization", True),
         ("statefulsets.apps/inference_latency_p95", True),
         ("statefulsets.apps/inference_queue_depth", True),
+        ("statefulsets.apps/inference_requests_running", True),
     ]
     assert body["kind"] == "APIResourceList"
     assert body["apiVersion"] == "v1"
     assert body["groupVersion"] == f"custom.metrics.k8s.io/{version}"
-    assert body["resources"][6] == {
+    assert body["resources"][9] == {
         "name": "pods/inference_latency_p95",
         "singularName": "",
         "namespaced": True,
@@ -213,6 +223,71 @@ async def test_named_pod(client: Client, version: str) -> None:
             ],
         ),
     )
+
+
+async def raw_get(client: Client, path: str) -> tuple[int, bytes, Any]:
+    url = URL(str(client.make_url("/")).rstrip("/") + path, encoded=True)
+    response = await client.session.get(url)
+    return response.status, await response.read(), response.headers
+
+
+# Exact bytes where Go's encoding decides presence: omitempty window and namespace, a
+# trailing newline (json.Encoder), Cache-Control as kube-apiserver sends it.
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (
+            f"{G}/v1beta2/namespaces/ml/pods/{WEB_A}/gpu_utilization",
+            b'{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta2","metadata":{},'
+            b'"items":[{"describedObject":{"kind":"Pod","namespace":"ml","name":"web-7c9d5f6b8-aaaaa",'
+            b'"apiVersion":"v1"},"metric":{"name":"gpu_utilization","selector":null},'
+            b'"timestamp":"2027-01-15T07:59:58Z","windowSeconds":10,"value":"73250m"}]}\n',
+        ),
+        (
+            f"{G}/v1beta1/nodes/gpu-node-2/gpu_utilization",
+            b'{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta1","metadata":{},'
+            b'"items":[{"describedObject":{"kind":"Node","name":"gpu-node-2","apiVersion":"v1"},'
+            b'"metricName":"gpu_utilization","timestamp":"2027-01-15T07:59:58Z","window":10,'
+            b'"value":"50","selector":null}]}\n',
+        ),
+        (
+            f"{G}/v1beta2/namespaces/ml/metrics/ns_requests",
+            b'{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta2","metadata":{},'
+            b'"items":[{"describedObject":{"kind":"Namespace","name":"ml","apiVersion":"v1"},'
+            b'"metric":{"name":"ns_requests","selector":null},"timestamp":"2027-01-15T07:59:59Z",'
+            b'"value":"3"}]}\n',
+        ),
+        (
+            f"{G}/v1beta1/namespaces/ml/metrics/ns_requests",
+            b'{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta1","metadata":{},'
+            b'"items":[{"describedObject":{"kind":"Namespace","name":"ml","apiVersion":"v1"},'
+            b'"metricName":"ns_requests","timestamp":"2027-01-15T07:59:59Z","value":"3",'
+            b'"selector":null}]}\n',
+        ),
+        (
+            f"{G}/v1beta2/namespaces/ml/pods/*/no_such_metric",
+            b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+            b'"message":"the server could not find the metric no_such_metric for pods",'
+            b'"reason":"NotFound","code":404}\n',
+        ),
+    ],
+)
+async def test_exact_bytes_and_headers(client: Client, path: str, expected: bytes) -> None:
+    code, body, headers = await raw_get(client, path)
+    assert body == expected
+    assert code == (404 if b'"kind":"Status"' in expected else 200)
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Cache-Control"] == "no-cache, private"
+    assert "Retry-After" not in headers
+
+
+async def test_discovery_bodies_end_in_a_newline_and_are_uncacheable(client: Client) -> None:
+    for path in ("/apis", G, f"{G}/v1beta1", f"{G}/v1beta2"):
+        code, body, headers = await raw_get(client, path)
+        assert code == 200
+        assert body.endswith(b"}\n")
+        assert body.count(b"\n") == 1
+        assert headers["Cache-Control"] == "no-cache, private"
 
 
 @pytest.mark.parametrize("version", ["v1beta1", "v1beta2"])
@@ -571,8 +646,8 @@ async def test_metrics_exports_request_counts_and_served_values(client: Client) 
         in lines
     )
     assert (
-        'adapter_served_value{kind="Pod",metric="inference_latency_p95",name="web-7c9d5f6b8-aaaaa",'
-        'namespace="ml"} 0.2345'
+        'adapter_served_value{family="",kind="Pod",metric="inference_latency_p95",'
+        'name="web-7c9d5f6b8-aaaaa",namespace="ml"} 0.2345'
     ) in lines
     assert (
         'adapter_pods_omitted_total{metric="inference_latency_p95",reason="not_ready"} 1.0' in lines
