@@ -233,7 +233,18 @@ class Stack:
         os.kill(process.pid, sig)
 
 
-RULES: dict[str, Any] = {"serving": {"warmup": "0s"}}
+# Explicit forms instead of the built-ins' server families: one query per rule per refresh,
+# so the query counter counts refreshes.
+RULES: dict[str, Any] = {
+    "serving": {"warmup": "0s"},
+    "metrics": [
+        {"name": "inference_queue_depth", "prometheus": {"gauge": "inference_queue_depth"}},
+        {
+            "name": "inference_latency_p95",
+            "prometheus": {"histogram": "inference_duration_seconds"},
+        },
+    ],
+}
 
 
 @contextlib.contextmanager
@@ -442,6 +453,7 @@ class Watch:
     reads: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
+    rounds: int = 0
     _task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Watch:
@@ -449,7 +461,12 @@ class Watch:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Stops after at least two complete rounds (one wholly after the test's steps)."""
         assert self._task is not None
+        deadline = time.monotonic() + GENEROUS
+        target = self.rounds + 2
+        while self.rounds < target and time.monotonic() < deadline and not self._task.done():
+            await asyncio.sleep(0.05)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -457,6 +474,7 @@ class Watch:
     async def _run(self) -> None:
         while True:
             await self.once()
+            self.rounds += 1
             await asyncio.sleep(0.1)
 
     async def once(self) -> None:

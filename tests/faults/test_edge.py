@@ -91,12 +91,13 @@ async def test_invalid_rules_reloaded_under_load_keep_the_old(stack: Stack, read
             extra = {
                 **RULES,
                 "metrics": [
+                    *RULES["metrics"],
                     {
                         "name": "queue_again",
                         "source": "prometheus",
                         "resources": ["pods"],
                         "prometheus": {"gauge": "inference_queue_depth"},
-                    }
+                    },
                 ],
             }
             stack.rules.write_text(yaml.safe_dump(extra))
