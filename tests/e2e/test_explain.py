@@ -217,8 +217,11 @@ async def test_through_the_api_server(scene: Scene) -> None:
     )
     assert metric["adapter"]["source"] == "prometheus"
     rule = metric["adapter"]["rule"]
-    assert rule["form"] == "gauge"
-    assert "inference_queue_depth" in rule["query"]
+    # zero-config: the built-in is read from every server family, one query each
+    assert rule["form"] == "families"
+    assert list(rule["queries"])[-1] == "generic"
+    assert "inference_queue_depth{" in rule["queries"]["generic"]
+    assert "vllm:num_requests_waiting" in rule["queries"]["vllm"]
     assert 0 <= rule["snapshotAgeSeconds"] < 30
     assert (report["currentReplicas"], report["desiredReplicas"], report["proposal"]) == (3, 4, 4)
     assert (report["error"], report["limitedBy"], report["holdBack"]) == (
@@ -255,11 +258,17 @@ async def test_standalone_hpa_file_and_the_table(scene: Scene) -> None:
     lines = out.splitlines()
     assert lines[0] == "HPA ml/web -> Deployment/web: 3 replicas (min 1, max 10) -> desired 4"
     assert lines[1:3] == ["", "Pods metric inference_queue_depth (target AverageValue 10)"]
-    table = lines[lines.index("  POD          PHASE    READY  VALUE  HPA      REASON") :]
+    assert lines[3].startswith("  source prometheus, form families, snapshot ")
+    queries = [line for line in lines if line.startswith("  query (")]
+    assert [q.split(")")[0].removeprefix("  query (") for q in queries] == [
+        "vllm", "sglang", "trtllm-serve", "triton-trtllm", "triton", "tgi", "nim", "knative",
+        "generic",
+    ]  # fmt: skip
+    table = lines[lines.index("  POD          PHASE    READY  VALUE  HPA      REASON     FAMILY") :]
     assert table[1:4] == [
-        "  web-quiet    Running  true   -      missing  no_value",
-        "  web-ready    Running  true   40     counted  -",
-        "  web-unready  Running  false  -      missing  not_ready",
+        "  web-quiet    Running  true   -      missing  no_value   -",
+        "  web-ready    Running  true   40     counted  -          generic",
+        "  web-unready  Running  false  -      missing  not_ready  generic",
     ]
     assert table[4] == (
         "  -> usage 40; ratio 4.000; over 1 pods with values; missing pods counted as 0;"
