@@ -146,6 +146,7 @@ async def test_selector_reads_cannot_starve_discovery_or_snapshot_reads(
     held = [t for t in selector_reads if not t.done()]
     assert [r.status for r in refused] == [429, 429]
     assert (await refused[0].json())["message"] == "too many requests, please try again later"
+    assert refused[0].headers["Retry-After"] == "1"  # the HPA's client retries it
     for _ in range(3):  # discovery and reads from memory go on, one after another
         discovery = await client.get("/apis/custom.metrics.k8s.io/v1beta2")
         assert discovery.status == 200
