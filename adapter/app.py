@@ -92,6 +92,8 @@ class Parts:
     cleanup_ctx: list[Callable[[web.Application], AsyncIterator[None]]] = field(
         default_factory=list
     )
+    # Seconds between recomputations of changed cached answers (None: only on read).
+    warm_interval: float | None = None
 
 
 def build_app(parts: Parts) -> web.Application:
@@ -111,8 +113,21 @@ def build_app(parts: Parts) -> web.Application:
     app[TELEMETRY] = telemetry
     app[REGISTRY] = parts.registry
     app[READINESS] = [_pod_index_ready(parts.pods), *parts.readiness]
-    app[RESOLVER] = Resolver(parts.catalogue, parts.pods, parts.sources, parts.clock, telemetry)
+    resolver = Resolver(parts.catalogue, parts.pods, parts.sources, parts.clock, telemetry)
+    app[RESOLVER] = resolver
     app.cleanup_ctx.extend(parts.cleanup_ctx)
+    if parts.warm_interval is not None:
+        interval = parts.warm_interval
+        app.cleanup_ctx.append(
+            background(
+                "read-cache-warm",
+                lambda: every(
+                    interval,
+                    lambda: resolver.warm(handlers.render_metric_value_list),
+                    what="read cache warm-up",
+                ),
+            )
+        )
     handlers.add_routes(app)
     return app
 
@@ -425,6 +440,7 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             auth_middlewares=auth.middlewares,
             outer_middlewares=[access_log_middleware()],
             cleanup_ctx=tasks,
+            warm_interval=1.0,
         )
         app = build_app(parts)
         tune_gc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -12,14 +13,28 @@ from adapter.api import wire
 from adapter.api.negotiation import require_json, selectors_from_query, split_raw_path
 from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, ROUTE
 from adapter.core.errors import NotFound
-from adapter.core.model import API_GROUP
+from adapter.core.model import API_GROUP, MetricValue
 from adapter.core.request import MetricPath, parse_metric_path
 
 GROUP_PATH = f"/apis/{API_GROUP}"
 
 
+def encode(body: dict[str, Any]) -> bytes:
+    """A JSON body as served: the one encoder of every JSON response."""
+    return orjson.dumps(body)
+
+
+def render_metric_value_list(version: str, values: Sequence[MetricValue]) -> bytes:
+    """The served bytes of a MetricValueList; cached answers keep exactly these."""
+    return encode(wire.metric_value_list(version, values))
+
+
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+    return _json_bytes(encode(body), status)
+
+
+def _json_bytes(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 async def apis(request: web.Request) -> web.Response:
@@ -45,8 +60,8 @@ async def group_subtree(request: web.Request) -> web.Response:
         return _json(wire.api_resource_list(version, request.app[CATALOGUE]()))
     request[ROUTE] = _route_label(metric_path)
     label_selector, metric_selector = selectors_from_query(query)
-    values = await request.app[RESOLVER].resolve(metric_path, label_selector, metric_selector)
-    return _json(wire.metric_value_list(metric_path.version, values))
+    answer = await request.app[RESOLVER].answer(metric_path, label_selector, metric_selector)
+    return _json_bytes(answer.body(metric_path.version, render_metric_value_list))
 
 
 def _route_label(path: MetricPath) -> str:

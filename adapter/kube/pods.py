@@ -210,10 +210,16 @@ class _Pods:
     def __init__(self) -> None:
         self._store = _Store()
         self._synced = asyncio.Event()
+        self._generation = 0
 
     @property
     def synced(self) -> bool:
         return self._synced.is_set()
+
+    @property
+    def generation(self) -> int:
+        """Changes on every pod event applied and every relist (``VersionedPods``)."""
+        return self._generation
 
     async def wait_synced(self) -> None:
         """Return once the first complete list is in (immediately for a file)."""
@@ -236,6 +242,7 @@ class _Pods:
 
     def _replace(self, store: _Store) -> None:
         self._store = store
+        self._generation += 1
         self._synced.set()
 
 
@@ -437,6 +444,8 @@ class PodIndex(_Pods):
         kind, obj = event.get("type"), event["object"]
         if kind == "ERROR":
             raise error_from_status(None, obj)
+        if kind in ("ADDED", "MODIFIED", "DELETED"):
+            self._generation += 1
         if kind in ("ADDED", "MODIFIED"):
             _put(self._store, obj)
         elif kind == "DELETED":
