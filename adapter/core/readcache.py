@@ -25,7 +25,7 @@ metricLabelSelector, and reads of a source or pod lister that does not publish
 versions (``VersionedSource``, ``VersionedPods``), are never cached.
 
 The cache holds at most ``max_entries`` shapes; the oldest computed is dropped
-first.
+first (``max_entries=0`` disables it).
 """
 
 from __future__ import annotations
@@ -121,6 +121,8 @@ class ReadCache:
     ) -> None:
         """Keep ``answer`` for ``key``, computed in ``state`` at ``now``. ``read=False``
         (a recomputation ahead of reads) keeps the entry's last read time."""
+        if self._max <= 0:  # a cache of size 0 keeps nothing: the uncached path, always
+            return
         old = self._entries.pop(key, None)
         last_read = now if read or old is None else old.last_read
         if old is None and len(self._entries) >= self._max:
