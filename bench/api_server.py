@@ -49,9 +49,17 @@ NOW = time.time()
 
 
 class StaticSource:
-    """Every pod has a value; aggregation is a mean. Answers from a dict, like a snapshot."""
+    """Every pod has a value; aggregation is a mean. Answers from a dict, like a snapshot.
+
+    Its values never change or go stale: a ``VersionedSource`` at version 0, so the
+    adapter's read cache applies as it does to the real sources.
+    """
 
     name = "static"
+    version = 0
+
+    def valid_until(self, metric: MetricName, now: float) -> float:
+        return float("inf")
 
     def __init__(self, pods: Sequence[PodInfo]) -> None:
         self._values = {

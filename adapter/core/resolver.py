@@ -79,6 +79,7 @@ class Resolver:
         self._cache = ReadCache() if cache is None else cache
         # Versioned pods and sources can be cached; anything else is always computed.
         self._versioned_pods = pods if isinstance(pods, VersionedPods) else None
+        self._versioned_sources: dict[int, tuple[Source, bool]] = {}
 
     async def resolve(
         self, path: MetricPath, label_selector: Selector, metric_selector: Selector
@@ -200,9 +201,15 @@ class Resolver:
 
     def _state(self, catalogue: Catalogue, source: Source) -> State | None:
         """The state a cached answer must match, or None when it cannot be versioned."""
-        if self._versioned_pods is None or not isinstance(source, VersionedSource):
+        versioned = self._versioned_sources.get(id(source))
+        if versioned is None or versioned[0] is not source:  # a Protocol check is slow: once
+            versioned = (source, isinstance(source, VersionedSource))
+            self._versioned_sources[id(source)] = versioned
+        if self._versioned_pods is None or not versioned[1]:
             return None
-        return State(catalogue, self._versioned_pods.generation, source.version)
+        return State(
+            catalogue, self._versioned_pods.generation, cast("VersionedSource", source).version
+        )
 
     def _in_scope(
         self, path: MetricPath, kind: ResourceKind, selector: Selector
