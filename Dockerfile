@@ -2,7 +2,9 @@
 # One image, two programs: `inference-metrics-adapter` (the default ENTRYPOINT) and
 # `gpu-collector` (the DaemonSet sets `command: [gpu-collector]`).
 #
-# Stage 1 installs the project and its dependencies, pinned by constraints.txt, into /install.
+# Stage 1 installs the project and its dependencies into /install, exactly as locked in
+# requirements/runtime.txt (hash-checked; the build tools from requirements/build.txt), so the
+# image runs the versions the tests ran (scripts/lock.sh refreshes the locks).
 # Every runtime dependency ships manylinux wheels for CPython 3.11, so no compiler is needed in
 # either stage; the final stage copies /install only.
 
@@ -13,10 +15,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY constraints.txt pyproject.toml README.md ./
+COPY requirements/runtime.txt requirements/build.txt ./requirements/
+COPY pyproject.toml README.md ./
 COPY adapter ./adapter
 COPY collectors ./collectors
-RUN pip install --no-cache-dir --prefix=/install --constraint constraints.txt .
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/build.txt \
+    && pip install --no-cache-dir --require-hashes --no-deps --prefix=/install -r requirements/runtime.txt \
+    && pip install --no-cache-dir --no-deps --no-build-isolation --prefix=/install .
 
 FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0

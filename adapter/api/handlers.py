@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapter.api import wire
 from adapter.api.negotiation import require_json, selectors_from_query, split_raw_path
 from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, ROUTE
+from adapter.api.status import API_HEADERS, JSON, json_body
 from adapter.core.errors import NotFound
 from adapter.core.model import API_GROUP, MetricValue
 from adapter.core.request import MetricPath, parse_metric_path
@@ -19,22 +19,17 @@ from adapter.core.request import MetricPath, parse_metric_path
 GROUP_PATH = f"/apis/{API_GROUP}"
 
 
-def encode(body: dict[str, Any]) -> bytes:
-    """A JSON body as served: the one encoder of every JSON response."""
-    return orjson.dumps(body)
-
-
 def render_metric_value_list(version: str, values: Sequence[MetricValue]) -> bytes:
     """The served bytes of a MetricValueList; cached answers keep exactly these."""
-    return encode(wire.metric_value_list(version, values))
+    return json_body(wire.metric_value_list(version, values))
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
-    return _json_bytes(encode(body), status)
+    return _json_bytes(json_body(body), status)
 
 
 def _json_bytes(body: bytes, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=body, content_type="application/json")
+    return web.Response(status=status, body=body, content_type=JSON, headers=API_HEADERS)
 
 
 async def apis(request: web.Request) -> web.Response:

@@ -1,8 +1,14 @@
 """Wire shapes of custom.metrics.k8s.io, per version (protocol.md section 3).
 
 v1beta2 items carry ``metric: {name, selector}`` and ``windowSeconds``; v1beta1
-items carry ``metricName``, a top-level ``selector`` (always present, null when
-empty) and ``window``. Everything else is shared.
+items carry ``metricName``, a top-level ``selector`` and ``window``. Everything
+else is shared.
+
+Presence follows Go's encoding of the k8s.io/metrics types, field for field:
+``selector`` has no ``omitempty`` (always present, ``null`` when empty);
+``windowSeconds`` / ``window`` are ``omitempty`` pointers (omitted when the value
+has no window, never ``null``); ``describedObject`` is an ObjectReference whose
+``namespace`` is ``omitempty`` (omitted for cluster-scoped objects).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from adapter.core.quantity import format_quantity, rfc3339
 from adapter.core.selectors import Operator, parse_selector
 
 
-class DescribedObject(TypedDict):
+class DescribedObject(TypedDict, total=False):
     kind: str
     namespace: str
     name: str
@@ -24,20 +30,27 @@ class DescribedObject(TypedDict):
 
 
 def described_object(value: MetricValue) -> DescribedObject:
+    """The ObjectReference; ``namespace`` only for namespaced objects (omitempty)."""
     obj = value.obj
-    return {
-        "kind": obj.kind.kind,
-        "namespace": obj.namespace or "",
-        "name": obj.name,
-        "apiVersion": obj.kind.api_version,
-    }
+    if obj.namespace:
+        return {
+            "kind": obj.kind.kind,
+            "namespace": obj.namespace,
+            "name": obj.name,
+            "apiVersion": obj.kind.api_version,
+        }
+    return {"kind": obj.kind.kind, "name": obj.name, "apiVersion": obj.kind.api_version}
 
 
 def _selector(text: str | None) -> dict[str, Any] | None:
     """The metricLabelSelector as a metav1.LabelSelector, or null when empty.
 
-    Converted as apimachinery's ParseToLabelSelector does: ``=`` to matchLabels,
-    ``!=`` to NotIn; empty fields are omitted, as Go's omitempty does.
+    Converted as apimachinery's ``ParseToLabelSelector`` does: ``=`` and ``==``
+    to matchLabels, ``in`` / ``notin`` / exists / ``!`` to matchExpressions;
+    empty fields are omitted, as Go's omitempty does. ``ParseToLabelSelector``
+    refuses ``!=`` ("is not a valid label selector operator"), so a Go server
+    fails the whole read; we echo ``key!=v`` as the equivalent
+    ``{key, NotIn, [v]}``, which selects the same series.
     """
     return _selector_fields(text) if text else None
 
@@ -81,24 +94,28 @@ def metric_value_list(version: str, values: Sequence[MetricValue]) -> dict[str, 
 
 
 def _item_v1beta2(value: MetricValue, selector: dict[str, Any] | None) -> dict[str, Any]:
-    return {
+    item: dict[str, Any] = {
         "describedObject": described_object(value),
         "metric": {"name": value.metric, "selector": selector},
         "timestamp": rfc3339(value.sample.timestamp),
-        "windowSeconds": value.sample.window_seconds,
-        "value": format_quantity(value.sample.value),
     }
+    if value.sample.window_seconds is not None:
+        item["windowSeconds"] = value.sample.window_seconds
+    item["value"] = format_quantity(value.sample.value)
+    return item
 
 
 def _item_v1beta1(value: MetricValue, selector: dict[str, Any] | None) -> dict[str, Any]:
-    return {
+    item: dict[str, Any] = {
         "describedObject": described_object(value),
         "metricName": value.metric,
         "timestamp": rfc3339(value.sample.timestamp),
-        "window": value.sample.window_seconds,
-        "value": format_quantity(value.sample.value),
-        "selector": selector,
     }
+    if value.sample.window_seconds is not None:
+        item["window"] = value.sample.window_seconds
+    item["value"] = format_quantity(value.sample.value)
+    item["selector"] = selector
+    return item
 
 
 def api_resource_list(version: str, catalogue: Catalogue) -> dict[str, Any]:

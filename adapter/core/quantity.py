@@ -2,7 +2,8 @@
 
 A MetricValue's ``value`` is a Quantity string. The HPA reads it with
 ``MilliValue()``, so precision below one milli-unit is lost anyway; values are
-therefore written in milli-units at most (``"235m"``), or as plain integers.
+therefore rounded to whole milli-units and written in the canonical form Go's
+``Quantity.String()`` gives them (``"235m"``, ``"10"``, ``"1k"``, ``"2500M"``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, localcontext
 from functools import lru_cache
 from typing import Final
 
-__all__ = ["format_quantity", "milli_value", "parse_quantity", "rfc3339"]
+__all__ = [
+    "canonical_milli_quantity",
+    "format_quantity",
+    "milli_value",
+    "parse_quantity",
+    "rfc3339",
+]
 
 _MILLI: Final = Decimal("0.001")
 _INT64_MAX: Final = 2**63 - 1
@@ -30,17 +37,29 @@ _FLOAT_DIGITS: Final = 400
 
 @lru_cache(maxsize=16384)
 def format_quantity(value: float) -> str:
-    """Render a finite float as a Kubernetes Quantity string in milli precision.
+    """Render a finite float as a Kubernetes Quantity string, canonical as Go prints it.
 
-    The float's shortest decimal representation (``Decimal(repr(value))``) is
-    rounded to 0.001 with ROUND_HALF_UP (ties away from zero). An integral
-    result prints as plain digits (``"10"``), any other as milli-units
-    (``"10500m"``). The result matches ``^-?[0-9]+m?$``: never an exponent,
-    never ``"-0"`` (``-0.0`` and ``-0.0004`` give ``"0"``), and huge values print
-    as plain digits, which the Quantity grammar accepts.
+    Two steps, each stated so it can be checked against apimachinery:
 
-    Examples: 0.2345 -> "235m", 0.1 -> "100m", 10.0 -> "10", 1e-4 -> "0",
-    -1.5 -> "-1500m".
+    1. **Rounding to milli-units.** The float's shortest decimal representation
+       (``Decimal(repr(value))``) is rounded to 0.001 with ROUND_HALF_UP (ties
+       away from zero): 0.2345 -> 235 milli, 0.9999 -> 1000, 1.005 -> 1005,
+       1e-4 -> 0. (A Go adapter computing ``int64(v * 1000)`` truncates the
+       binary product instead and reads 0.2345 as 234 milli; we round the
+       decimal the user sees.) The HPA reads the value back with
+       ``MilliValue()``, which gives exactly this integer, since the output is
+       always a whole number of milli-units.
+    2. **Canonical form**, as ``resource.NewMilliQuantity(m, DecimalSI).String()``
+       prints it (``AsCanonicalBytes``): trailing zeros fold into the exponent,
+       which then steps down to a multiple of 3 and becomes the SI suffix
+       (``m``, none, ``k``, ``M``, ``G``, ``T``, ``P``, ``E``). 1000 -> ``"1k"``,
+       2.5e9 -> ``"2500M"``, 1.5 -> ``"1500m"``, 0.5 -> ``"500m"``, 10 -> ``"10"``.
+
+    Zero (and anything that rounds to it, including -0.0) is ``"0"``, never
+    ``"-0"``. Values beyond Go's int64 milli range (about 9.2e15), which a Go
+    server could not represent at all, keep the largest suffix ``E`` with a
+    longer mantissa: exact and valid in the Quantity grammar. No exponent form
+    is ever written.
 
     Raises ValueError for NaN and infinities. Memoized: a snapshot's values are
     rendered again for every client that reads them.
@@ -51,12 +70,27 @@ def format_quantity(value: float) -> str:
         ctx.prec = _FLOAT_DIGITS
         rounded = Decimal(repr(value)).quantize(_MILLI, rounding=ROUND_HALF_UP)
         millis = int(rounded.scaleb(3))
+    return canonical_milli_quantity(millis)
+
+
+def canonical_milli_quantity(millis: int) -> str:
+    """``NewMilliQuantity(millis, DecimalSI).String()``: see ``format_quantity``."""
     if millis == 0:
         return "0"
-    whole, fraction = divmod(millis, 1000)
-    if fraction == 0:
-        return str(whole)
-    return f"{millis}m"
+    amount, exponent = millis, -3
+    while exponent < _MAX_SI_EXPONENT and amount % 10 == 0:
+        amount //= 10
+        exponent += 1
+    # Python's % is non-negative here, so this steps down to the multiple of 3
+    # below, as Go's switch on exponent % 3 does for both signs.
+    step = exponent % 3
+    amount *= 10**step
+    exponent -= step
+    return f"{amount}{_SI_SUFFIXES[exponent]}"
+
+
+_MAX_SI_EXPONENT: Final = 18
+_SI_SUFFIXES: Final = {-3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T", 15: "P", 18: "E"}
 
 
 # <quantity> ::= <signedNumber><suffix>; <number> ::= digits | digits. | digits.digits | .digits

@@ -89,7 +89,14 @@ async def test_requests_beyond_the_concurrency_limit_get_429_at_once(aiohttp_cli
         await asyncio.sleep(0.01)
     third = await client.get(G)
     assert third.status == 429
-    assert (await third.json())["reason"] == "TooManyRequests"
+    # as kube-apiserver's max-in-flight filter: client-go retries only with Retry-After
+    assert third.headers["Retry-After"] == "1"
+    assert third.headers["Cache-Control"] == "no-cache, private"
+    assert await third.read() == (
+        b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+        b'"message":"too many requests, please try again later",'
+        b'"reason":"TooManyRequests","code":429}\n'
+    )
     assert (await client.get("/healthz")).status == 200  # probes are never throttled
     source.release.set()
     assert [r.status for r in await asyncio.gather(*first)] == [200, 200]

@@ -45,20 +45,24 @@ def item(
     window: int | None = 120,
     selector: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    # omitempty as Go encodes it: no namespace for cluster-scoped objects, no window without one
     obj = {"kind": kind, "namespace": namespace, "name": name, "apiVersion": api_version}
+    if not namespace:
+        del obj["namespace"]
+    window_field = {} if window is None else {"windowSeconds": window}
     if version == "v1beta2":
         return {
             "describedObject": obj,
             "metric": {"name": metric, "selector": selector},
             "timestamp": ts,
-            "windowSeconds": window,
+            **window_field,
             "value": value,
         }
     return {
         "describedObject": obj,
         "metricName": metric,
         "timestamp": ts,
-        "window": window,
+        **({"window": window} if window is not None else {}),
         "value": value,
         "selector": selector,
     }
@@ -213,6 +217,71 @@ async def test_named_pod(client: Client, version: str) -> None:
             ],
         ),
     )
+
+
+async def raw_get(client: Client, path: str) -> tuple[int, bytes, Any]:
+    url = URL(str(client.make_url("/")).rstrip("/") + path, encoded=True)
+    response = await client.session.get(url)
+    return response.status, await response.read(), response.headers
+
+
+# Exact bytes where Go's encoding decides presence: omitempty window and namespace, a
+# trailing newline (json.Encoder), Cache-Control as kube-apiserver sends it.
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (
+            f"{G}/v1beta2/namespaces/ml/pods/{WEB_A}/gpu_utilization",
+            b'{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta2","metadata":{},'
+            b'"items":[{"describedObject":{"kind":"Pod","namespace":"ml","name":"web-7c9d5f6b8-aaaaa",'
+            b'"apiVersion":"v1"},"metric":{"name":"gpu_utilization","selector":null},'
+            b'"timestamp":"2027-01-15T07:59:58Z","windowSeconds":10,"value":"73250m"}]}\n',
+        ),
+        (
+            f"{G}/v1beta1/nodes/gpu-node-2/gpu_utilization",
+            b'{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta1","metadata":{},'
+            b'"items":[{"describedObject":{"kind":"Node","name":"gpu-node-2","apiVersion":"v1"},'
+            b'"metricName":"gpu_utilization","timestamp":"2027-01-15T07:59:58Z","window":10,'
+            b'"value":"50","selector":null}]}\n',
+        ),
+        (
+            f"{G}/v1beta2/namespaces/ml/metrics/ns_requests",
+            b'{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta2","metadata":{},'
+            b'"items":[{"describedObject":{"kind":"Namespace","name":"ml","apiVersion":"v1"},'
+            b'"metric":{"name":"ns_requests","selector":null},"timestamp":"2027-01-15T07:59:59Z",'
+            b'"value":"3"}]}\n',
+        ),
+        (
+            f"{G}/v1beta1/namespaces/ml/metrics/ns_requests",
+            b'{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta1","metadata":{},'
+            b'"items":[{"describedObject":{"kind":"Namespace","name":"ml","apiVersion":"v1"},'
+            b'"metricName":"ns_requests","timestamp":"2027-01-15T07:59:59Z","value":"3",'
+            b'"selector":null}]}\n',
+        ),
+        (
+            f"{G}/v1beta2/namespaces/ml/pods/*/no_such_metric",
+            b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+            b'"message":"the server could not find the metric no_such_metric for pods",'
+            b'"reason":"NotFound","code":404}\n',
+        ),
+    ],
+)
+async def test_exact_bytes_and_headers(client: Client, path: str, expected: bytes) -> None:
+    code, body, headers = await raw_get(client, path)
+    assert body == expected
+    assert code == (404 if b'"kind":"Status"' in expected else 200)
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Cache-Control"] == "no-cache, private"
+    assert "Retry-After" not in headers
+
+
+async def test_discovery_bodies_end_in_a_newline_and_are_uncacheable(client: Client) -> None:
+    for path in ("/apis", G, f"{G}/v1beta1", f"{G}/v1beta2"):
+        code, body, headers = await raw_get(client, path)
+        assert code == 200
+        assert body.endswith(b"}\n")
+        assert body.count(b"\n") == 1
+        assert headers["Cache-Control"] == "no-cache, private"
 
 
 @pytest.mark.parametrize("version", ["v1beta1", "v1beta2"])

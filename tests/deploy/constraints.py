@@ -1,8 +1,8 @@
-"""The runtime dependency closure of the project, as pins for constraints.txt.
+"""The runtime dependency closure of the project, from what is installed.
 
-``.venv/bin/python -m tests.deploy.constraints`` prints the pins of what is installed: the
-project's [project] dependencies and, recursively, their requirements (markers evaluated, extras
-followed), nothing from the test extra.
+The project's [project] dependencies and, recursively, their requirements (markers evaluated,
+extras followed), nothing from the test extra: what requirements/runtime.txt must pin
+(test_lock.py). ``.venv/bin/python -m tests.deploy.constraints`` prints it.
 """
 
 from __future__ import annotations

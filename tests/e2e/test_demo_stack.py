@@ -95,9 +95,24 @@ async def test_object_and_node_metrics(stack: DemoStack) -> None:
     assert all(n["windowSeconds"] == 10 for n in nodes)
 
 
+def wait_for_pods(stack: DemoStack, expr: str, label: str) -> list[dict[str, Any]]:
+    """Poll ``expr`` until its series name exactly the Ready pods (by ``label``).
+
+    Each collector, and each read of the adapter, is scraped on its own schedule: a query
+    between two scrapes sees some pods and not yet others. Wait for the whole set, then
+    assert exactly on what was found.
+    """
+
+    def complete() -> list[dict[str, Any]]:
+        series = promql(stack, expr)
+        return series if sorted(s["metric"][label] for s in series) == READY_PODS else []
+
+    return list(wait_for(complete, timeout=90.0))
+
+
 def test_prometheus_scrapes_the_collectors_with_pod_labels(stack: DemoStack) -> None:
-    series = wait_for(
-        lambda: promql(stack, 'gpu_collector_pod_gpu_utilization_percent{namespace="ml"}')
+    series = wait_for_pods(
+        stack, 'gpu_collector_pod_gpu_utilization_percent{namespace="ml"}', "pod"
     )
     assert sorted(s["metric"]["pod"] for s in series) == READY_PODS
     assert {s["metric"]["simulated"] for s in series} == {"true"}
@@ -108,10 +123,11 @@ async def test_prometheus_scrapes_the_adapter_over_mutual_tls(stack: DemoStack) 
     await wait_items(
         stack, f"{P}/namespaces/ml/pods/%2A/inference_latency_p95?labelSelector=app%3Dllm", 4
     )
-    served = wait_for(
-        lambda: promql(stack, 'adapter_served_value{metric="inference_latency_p95",kind="Pod"}')
+    served = wait_for_pods(
+        stack, 'adapter_served_value{metric="inference_latency_p95",kind="Pod"}', "name"
     )
     assert sorted(s["metric"]["name"] for s in served) == READY_PODS
+    assert {s["metric"]["namespace"] for s in served} == {"ml"}
     assert wait_for(lambda: promql(stack, 'up{job="inference-metrics-adapter"} == 1'))
 
 

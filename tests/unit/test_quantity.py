@@ -11,9 +11,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from adapter.core.quantity import format_quantity, milli_value, parse_quantity, rfc3339
+from adapter.core.quantity import (
+    canonical_milli_quantity,
+    format_quantity,
+    milli_value,
+    parse_quantity,
+    rfc3339,
+)
 
-QUANTITY_OUT = re.compile(r"^[+-]?[0-9]+m?$")
+QUANTITY_OUT = re.compile(r"^-?[1-9][0-9]*[mkMGTPE]?$|^0$")
 INT64_MAX = 2**63 - 1
 
 
@@ -26,10 +32,14 @@ def milli_rounded(value: float) -> Decimal:
 # --- format_quantity ------------------------------------------------------------------
 
 
+# Expected strings are what apimachinery prints for NewMilliQuantity(m, DecimalSI).String(),
+# m being the milli value after our stated ROUND_HALF_UP of the decimal repr.
 @pytest.mark.parametrize(
     ("value", "text"),
     [
         (0.2345, "235m"),
+        (0.9999, "1"),  # 999.9 milli rounds to 1000: whole units
+        (1.005, "1005m"),
         (0.1, "100m"),
         (10.5, "10500m"),
         (10.0, "10"),
@@ -39,24 +49,66 @@ def milli_rounded(value: float) -> Decimal:
         (-1.5, "-1500m"),
         (0.5, "500m"),
         (1.0, "1"),
-        (1000.0, "1000"),
+        (100.0, "100"),
+        (1000.0, "1k"),
+        (2000.0, "2k"),
+        (1500.0, "1500"),
+        (10000.0, "10k"),
+        (1e6, "1M"),
+        (2.5e9, "2500M"),
+        (1e9, "1G"),
+        (3e12, "3T"),
+        (1e15, "1P"),
+        (-2000.0, "-2k"),
         (-2.0, "-2"),
         (0.0005, "1m"),
         (-0.0005, "-1m"),
         (-0.0004, "0"),
         (0.0004999, "0"),
+        (0.001, "1m"),
+        (0.01, "10m"),
         (2.675, "2675m"),  # repr is "2.675", although the binary float is just below
         (1.0005, "1001m"),
         (123456.789, "123456789m"),
-        (1e20, "100000000000000000000"),
+        (123456.0, "123456"),
+        (9007199254740993.0, "9007199254740992"),  # the float itself is ...992
+        # beyond int64 milli-units (no Go server can render these): exact, suffix E at most
+        (1e20, "100E"),
         (1e-20, "0"),
         (5e-324, "0"),
-        (1.7976931348623157e308, "17976931348623157" + "0" * 292),
-        (-1.7976931348623157e308, "-17976931348623157" + "0" * 292),
+        (1.7976931348623157e308, "17976931348623157" + "0" * 274 + "E"),
+        (-1.7976931348623157e308, "-17976931348623157" + "0" * 274 + "E"),
     ],
 )
 def test_format_quantity_table(value: float, text: str) -> None:
     assert format_quantity(value) == text
+
+
+@pytest.mark.parametrize(
+    ("millis", "text"),
+    [
+        (1, "1m"),
+        (10, "10m"),
+        (100, "100m"),
+        (1000, "1"),
+        (1500, "1500m"),
+        (10000, "10"),
+        (100000, "100"),
+        (1000000, "1k"),
+        (1200000, "1200"),
+        (12000000, "12k"),
+        (2500000000000, "2500M"),
+        (10**18, "1P"),
+        (INT64_MAX, "9223372036854775807m"),
+        (-(2**63), "-9223372036854775808m"),
+        (-1000000, "-1k"),
+        (10**21, "1E"),
+        (10**22, "10E"),
+    ],
+)
+def test_canonical_milli_quantity_table(millis: int, text: str) -> None:
+    assert canonical_milli_quantity(millis) == text
+    assert parse_quantity(text) == Decimal(millis).scaleb(-3)
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, float("-nan")])
@@ -74,10 +126,12 @@ def test_format_quantity_rejects_non_finite(value: float) -> None:
 def test_format_quantity_is_valid_and_exact(value: float) -> None:
     text = format_quantity(value)
     assert QUANTITY_OUT.match(text)
-    assert "e" not in text.lower()
+    assert "e" not in text  # never an exponent (the suffix E is exa)
     assert text not in ("-0", "-0m")
-    assert not text.startswith(("-0", "0m")) or text == "0"
     assert parse_quantity(text) == milli_rounded(value)
+    # canonical: no trailing zero could fold into a larger suffix
+    mantissa = text.rstrip("mkMGTPE")
+    assert not (mantissa.endswith("000") and not text.endswith("E"))
     if text.startswith("-"):
         assert value < 0
 
@@ -309,3 +363,11 @@ def test_rfc3339_round_trips_to_the_second(ts: float) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text)
     parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert parsed.timestamp() == math.floor(ts)
+
+
+@given(st.integers(min_value=-(2**63), max_value=INT64_MAX))
+@example(10**18)
+@example(-(10**15))
+def test_canonical_form_keeps_the_milli_value(millis: int) -> None:
+    # what the HPA parses (MilliValue) is exactly what we meant, whatever the suffix
+    assert milli_value(canonical_milli_quantity(millis)) == millis
