@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,15 +49,21 @@ async def group_subtree(request: web.Request) -> web.Response:
     """Everything under ``/apis/custom.metrics.k8s.io/``: discovery or a metric read."""
     path, query = split_raw_path(request.raw_path)
     request[ROUTE] = "version"
-    metric_path = parse_metric_path(path)
+    metric_path = _parsed_path(path)
     require_json(request.headers.get("Accept"))
     if metric_path is None:
         version = path[len(GROUP_PATH) + 1 :].strip("/")
         return _json(wire.api_resource_list(version, request.app[CATALOGUE]()))
     request[ROUTE] = _route_label(metric_path)
-    label_selector, metric_selector = selectors_from_query(query)
+    label_selector, metric_selector = _parsed_selectors(query)
     answer = await request.app[RESOLVER].answer(metric_path, label_selector, metric_selector)
     return _json_bytes(answer.body(metric_path.version, render_metric_value_list))
+
+
+# Parsing is a pure function of the text, and HPAs send the same few reads over and
+# over: a parsed read is kept (errors are not, they raise again). Bounded.
+_parsed_path = functools.lru_cache(maxsize=1024)(parse_metric_path)
+_parsed_selectors = functools.lru_cache(maxsize=1024)(selectors_from_query)
 
 
 def _route_label(path: MetricPath) -> str:
