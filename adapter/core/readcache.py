@@ -24,8 +24,10 @@ swap or a config reload is visible to the very next read. Reads with a
 metricLabelSelector, and reads of a source or pod lister that does not publish
 versions (``VersionedSource``, ``VersionedPods``), are never cached.
 
-The cache holds at most ``max_entries`` shapes; the oldest computed is dropped
-first (``max_entries=0`` disables it).
+The cache holds at most ``max_entries`` shapes and ``max_items`` values in all
+(its memory is about proportional to the values: each keeps its MetricValue and
+its rendered item); the oldest computed is dropped first. ``max_entries=0``
+disables it.
 """
 
 from __future__ import annotations
@@ -94,8 +96,10 @@ class Entry:
 class ReadCache:
     """Answers by read shape, under the invalidation rule of this module."""
 
-    def __init__(self, max_entries: int = 1024) -> None:
+    def __init__(self, max_entries: int = 1024, max_items: int = 100_000) -> None:
         self._max = max_entries
+        self._max_items = max_items
+        self._items = 0
         self._entries: dict[Hashable, Entry] = {}
 
     def __len__(self) -> int:
@@ -124,20 +128,28 @@ class ReadCache:
         if self._max <= 0:  # a cache of size 0 keeps nothing: the uncached path, always
             return
         old = self._entries.pop(key, None)
+        if old is not None:
+            self._items -= len(old.answer.values)
         last_read = now if read or old is None else old.last_read
-        if old is None and len(self._entries) >= self._max:
-            del self._entries[next(iter(self._entries))]
         self._entries[key] = Entry(state, now, answer, last_read, origin)
+        self._items += len(answer.values)
+        while len(self._entries) > 1 and (
+            len(self._entries) > self._max or self._items > self._max_items
+        ):
+            self.discard(next(iter(self._entries)))
 
     def items(self) -> Iterator[tuple[Hashable, Entry]]:
         """A snapshot of the entries (safe to mutate the cache while iterating)."""
         return iter(list(self._entries.items()))
 
     def discard(self, key: Hashable) -> None:
-        self._entries.pop(key, None)
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._items -= len(old.answer.values)
 
     def clear(self) -> None:
         self._entries.clear()
+        self._items = 0
 
 
 def valid(entry: Entry, state: State, now: float) -> bool:

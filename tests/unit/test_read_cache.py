@@ -24,8 +24,8 @@ from adapter.app import prometheus_rules
 from adapter.config import build_catalogue
 from adapter.core.catalogue import Catalogue
 from adapter.core.errors import NotFound
-from adapter.core.model import MetricName, MetricValue
-from adapter.core.readcache import Answer, Expiries, ReadCache
+from adapter.core.model import PODS, MetricName, MetricValue, Namespace, ObjectRef, Sample
+from adapter.core.readcache import Answer, Expiries, ReadCache, State
 from adapter.core.request import parse_metric_path
 from adapter.core.resolver import Resolver
 from adapter.core.selectors import EVERYTHING, parse_selector
@@ -387,3 +387,26 @@ def test_expiries_give_the_first_moment_at_or_after_now() -> None:
         float("inf"),
     ]
     assert Expiries(()).first_at_or_after(0.0) == float("inf")
+
+
+def test_the_cache_is_bounded_in_entries_and_in_values_oldest_first() -> None:
+    state = State(object(), 1, 1)
+    value = MetricValue(
+        ObjectRef(PODS, "p", Namespace("ml")), MetricName("m"), Sample(1.0, 0.0), None
+    )
+
+    def answer(items: int) -> Answer:
+        return Answer((value,) * items, {})
+
+    cache = ReadCache(max_entries=2, max_items=10)
+    cache.put("a", state, 0.0, answer(1))
+    cache.put("b", state, 0.0, answer(1))
+    cache.put("c", state, 0.0, answer(1))
+    assert [cache.get(k, state, 1.0) is not None for k in "abc"] == [False, True, True]
+    cache.put("d", state, 0.0, answer(9))  # 1 + 9 values: "b" must go
+    assert [cache.get(k, state, 1.0) is not None for k in "bcd"] == [False, True, True]
+    cache.put("e", state, 0.0, answer(25))  # larger than the budget alone: kept, alone
+    assert [cache.get(k, state, 1.0) is not None for k in "cde"] == [False, False, True]
+    assert len(cache) == 1
+    assert cache.get("e", State(state.catalogue, 2, 1), 1.0) is None  # another pod generation
+    assert cache.get("e", state, -1.0) is None  # before it was computed
