@@ -158,7 +158,7 @@ class PrometheusSource:
     def valid_until(self, metric: MetricName, now: float) -> float:
         """The first moment after ``now`` that a value of ``metric`` held now goes stale."""
         current = self._snapshot.get(metric)
-        if current is None:
+        if current is None or metric not in self._rules:  # fetch answers {} until a new version
             return math.inf
         memo = self._expiries.get(metric)
         if memo is None or memo[0] is not current:
