@@ -29,7 +29,15 @@ from adapter.api.auth_middleware import (
     auth_middleware,
     inflight_limit_middleware,
 )
-from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, TELEMETRY, ReadinessCheck
+from adapter.api.state import (
+    CATALOGUE,
+    EXPLAINER,
+    READINESS,
+    REGISTRY,
+    RESOLVER,
+    TELEMETRY,
+    ReadinessCheck,
+)
 from adapter.api.telemetry import Telemetry
 from adapter.api.tls import ServingTLS, TLSConfigError
 from adapter.auth.authenticator import Authenticator
@@ -40,6 +48,7 @@ from adapter.auth.tokens import TokenAuthenticator
 from adapter.auth.trust import TrustState
 from adapter.config import CatalogueHolder, ConfigError
 from adapter.core.catalogue import Catalogue, MetricSpec
+from adapter.core.explain import Diagnoser, Explainer
 from adapter.core.periodic import every
 from adapter.core.ports import Clock, PodLister, Source
 from adapter.core.resolver import Resolver
@@ -50,7 +59,9 @@ from adapter.kube.pods import PodIndex, PodsFileIndex
 from adapter.settings import Settings
 from adapter.sources.gpu.discovery import CollectorDiscovery, PodDiscovery, StaticDiscovery
 from adapter.sources.gpu.source import GpuSource
+from adapter.sources.prometheus.diagnose import PrometheusDiagnoser
 from adapter.sources.prometheus.rules import (
+    FamilyRule,
     PrometheusRule,
     PromLabels,
     RuleError,
@@ -94,6 +105,8 @@ class Parts:
     )
     # Seconds between recomputations of changed cached answers (None: only on read).
     warm_interval: float | None = None
+    # Sources that can say why a pod has no value (``?explain=true``), by source name.
+    diagnosers: Mapping[str, Diagnoser] = field(default_factory=dict)
 
 
 def build_app(parts: Parts) -> web.Application:
@@ -115,6 +128,9 @@ def build_app(parts: Parts) -> web.Application:
     app[READINESS] = [_pod_index_ready(parts.pods), *parts.readiness]
     resolver = Resolver(parts.catalogue, parts.pods, parts.sources, parts.clock, telemetry)
     app[RESOLVER] = resolver
+    app[EXPLAINER] = Explainer(
+        parts.catalogue, parts.pods, parts.sources, parts.diagnosers, parts.clock
+    )
     app.cleanup_ctx.extend(parts.cleanup_ctx)
     if parts.warm_interval is not None:
         interval = parts.warm_interval
@@ -231,12 +247,16 @@ def _gpu_metric(spec: MetricSpec, _settings: Mapping[str, Any]) -> list[tuple[st
     return _gpu_block(spec.options)
 
 
-def catalogue_holder(path: Path | None) -> CatalogueHolder:
-    """The live catalogue with every source's validators registered. Raises ConfigError."""
+def catalogue_holder(path: Path | None, presets: tuple[str, ...] | None = None) -> CatalogueHolder:
+    """The live catalogue with every source's validators registered. Raises ConfigError.
+
+    ``presets`` (``--preset``) replaces the rules file's ``presets`` when given.
+    """
     return CatalogueHolder(
         path,
         metric_validators={"prometheus": _prometheus_metric, "gpu": _gpu_metric},
         block_validators={"prometheus": _prometheus_block, "gpu": _gpu_block},
+        presets=presets,
     )
 
 
@@ -250,6 +270,43 @@ class StartupError(Exception):
 def prometheus_rules(catalogue: Catalogue) -> list[PrometheusRule]:
     labels = parse_prometheus_block(catalogue.source_settings.get("prometheus", {}))
     return [parse_rule(spec, labels) for spec in catalogue if spec.source == "prometheus"]
+
+
+def prometheus_queries(catalogue: Catalogue) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Per Prometheus metric, ``(family, PromQL)`` for each query a refresh sends.
+
+    Rules without families send one query, labelled with their form.
+    """
+    result: dict[str, tuple[tuple[str, str], ...]] = {}
+    for rule in prometheus_rules(catalogue):
+        if isinstance(rule, FamilyRule):
+            result[rule.metric] = rule.queries()
+        else:
+            form = type(rule).__name__.removesuffix("Rule").lower()
+            result[rule.metric] = ((form, rule.query()),)
+    return result
+
+
+async def family_winners(
+    catalogue: Catalogue, url: str, query_timeout: float
+) -> dict[str, dict[str, list[tuple[str, str]]]]:
+    """One refresh of the catalogue's Prometheus rules: per metric, the pods each family won.
+
+    A metric whose queries failed is left out (the refresh logs why).
+    """
+    client = PrometheusClient(TransportOptions(url=url, timeout=query_timeout))
+    try:
+        source = PrometheusSource(client, prometheus_rules(catalogue))
+        await source.refresh_once()
+        return {
+            str(metric): {
+                family: [(str(ns), str(pod)) for ns, pod in pods]
+                for family, pods in snap.by_family().items()
+            }
+            for metric, snap in source.snapshot.items()
+        }
+    finally:
+        client.close()
 
 
 def _prometheus_source(
@@ -387,7 +444,7 @@ async def _pod_lister(
 async def serve(settings: Settings, started: Callable[[int], None] | None = None) -> int:
     """Run the adapter until SIGTERM. Returns the process exit code."""
     try:
-        holder = catalogue_holder(settings.config_file)
+        holder = catalogue_holder(settings.config_file, settings.presets or None)
     except ConfigError as e:
         log.error("invalid rules file:\n%s", e)
         return 2
@@ -429,8 +486,10 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             tasks.append(background("pod-index", pods.run))
         sources["gpu"] = gpu
         tasks.append(background("gpu-pull", gpu.run))
+        diagnosers: dict[str, Diagnoser] = {}
         if prometheus is not None:
             sources["prometheus"] = prometheus
+            diagnosers["prometheus"] = PrometheusDiagnoser(prometheus)
             tasks.append(background("prometheus-refresh", prometheus.run))
         parts = Parts(
             catalogue=holder,
@@ -441,6 +500,7 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             outer_middlewares=[access_log_middleware()],
             cleanup_ctx=tasks,
             warm_interval=1.0,
+            diagnosers=diagnosers,
         )
         app = build_app(parts)
         tune_gc()

@@ -4,7 +4,10 @@ The only module that reads the command line and the environment.
 
 Subcommands:
   serve          the aggregated API server
-  check-config   validate a rules file and print the catalogue it yields
+  check-config   validate a rules file; print each metric and the exact PromQL it sends
+  convert-rules  translate a prometheus-adapter config into a rules file
+  explain        why a metric is missing, and what the HPA will do (adapter.explain)
+  simulate       replay a time range through the HPA's arithmetic (adapter.simulate)
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adapter import __version__
@@ -124,8 +130,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     g.add_argument("--kubeconfig", type=Path, help="default: in-cluster service account")
     g.add_argument("--context", help="kubeconfig context")
     g.add_argument("--pods-file", type=Path, help="standalone mode: a PodList (YAML or JSON)")
-    g = p.add_argument_group("rules")
-    g.add_argument("--config", type=Path, help="rules file (YAML); reloaded on change and SIGHUP")
+    _rules_arguments(p)
     g = p.add_argument_group("prometheus")
     g.add_argument("--prometheus-url")
     g.add_argument("--prometheus-bearer-token-file", type=Path)
@@ -153,6 +158,76 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
+def _explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "explain", help="why a metric is missing, and what the HPA will do with what we serve"
+    )
+    p.add_argument("-n", "--namespace")
+    p.add_argument("--hpa", help="the HPA's name (cluster mode)")
+    p.add_argument("--hpa-file", type=Path, help="standalone: an autoscaling/v2 HPA manifest")
+    p.add_argument("--current-replicas", type=int, help="standalone: the target's replicas")
+    p.add_argument("--selector", help="standalone: the scale target's pod selector")
+    p.add_argument("--kubeconfig", type=Path, help="default: in-cluster service account")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument(
+        "--adapter-url", help="ask the adapter directly (default: through the API server)"
+    )
+    p.add_argument("--adapter-ca-file", type=Path, help="CA of the adapter's serving certificate")
+    p.add_argument(
+        "--downscale-stabilization",
+        type=_duration,
+        default=300.0,
+        help="the controller's --horizontal-pod-autoscaler-downscale-stabilization",
+    )
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+
+
+def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("simulate", help="replay a load through the HPA's arithmetic")
+    p.add_argument(
+        "--hpa-file", type=Path, action="append", required=True, help="repeat to compare"
+    )
+    p.add_argument("--csv", type=Path, help="recorded load: time,<metric>,...")
+    p.add_argument("--prometheus-url")
+    p.add_argument("--start", help="Unix seconds or RFC 3339")
+    p.add_argument("--end", help="Unix seconds or RFC 3339")
+    p.add_argument("--step", type=_duration, default=15.0)
+    p.add_argument(
+        "--query", action="append", default=[], metavar="METRIC=PROMQL", help="default sum(METRIC)"
+    )
+    p.add_argument(
+        "--mode",
+        choices=["total", "per-pod"],
+        default="total",
+        help="total: the load spreads over ready pods; per-pod: each pod reports it as is",
+    )
+    p.add_argument("--pod-startup", type=_duration, default=0.0, help="e.g. 3m for a GPU pod")
+    p.add_argument("--sync-period", type=_duration, default=15.0)
+    p.add_argument("--downscale-stabilization", type=_duration, default=300.0)
+    p.add_argument("--initial-replicas", type=int, help="default: the HPA's minReplicas")
+    p.add_argument("--output-csv", type=Path, default=Path("simulation.csv"))
+    p.add_argument("--output-png", type=Path, default=Path("simulation.png"))
+
+
+def _rules_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("rules")
+    g.add_argument("--config", type=Path, help="rules file (YAML); reloaded on change and SIGHUP")
+    _preset_argument(g)
+
+
+def _preset_argument(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--preset",
+        action="append",
+        default=[],
+        dest="presets",
+        metavar="FAMILY",
+        help="read the built-ins only from this server family (vllm, sglang, trtllm-serve, "
+        "triton-trtllm, triton, tgi, nim, knative, generic); repeatable, in order; "
+        "replaces the rules file's presets",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="inference-metrics-adapter",
@@ -162,8 +237,28 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = root.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _explain_parser(sub)
+    _simulate_parser(sub)
     check = sub.add_parser("check-config", help="validate a rules file and print its catalogue")
     check.add_argument("config", type=Path, nargs="?")
+    _preset_argument(check)
+    check.add_argument(
+        "--prometheus-url",
+        help="also run one refresh and print, per metric, the pods each server family won",
+    )
+    check.add_argument("--prometheus-timeout", type=_duration, default=10.0)
+    convert = sub.add_parser(
+        "convert-rules",
+        help="translate a prometheus-adapter config into a rules file "
+        "(untranslatable rules are listed on stderr with their line)",
+    )
+    convert.add_argument("config", type=Path, help="prometheus-adapter config or its ConfigMap")
+    convert.add_argument("-o", "--output", type=Path, help="write here (default: stdout)")
+    convert.add_argument(
+        "--prometheus-url",
+        help="list series once, at conversion time, for rules whose names come from discovery",
+    )
+    convert.add_argument("--prometheus-timeout", type=_duration, default=10.0)
     demo = sub.add_parser(
         "demo", help="run the local demo (simulated pods and GPUs, real Prometheus)"
     )
@@ -227,6 +322,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             timeout=args.gpu_timeout,
         ),
         config_file=args.config,
+        presets=tuple(args.presets),
         log_level=args.log_level,
     )
 
@@ -253,32 +349,126 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
-def _check_config(path: Path | None) -> int:
-    from adapter.app import catalogue_holder  # noqa: PLC0415  (heavy imports only when used)
+def _check_config(args: argparse.Namespace) -> int:
+    """Print each metric, then per PromQL query it sends each refresh: ``  <family>: <query>``.
+
+    With ``--prometheus-url``, then one refresh: per metric, the pods each family won.
+    """
+    from adapter.app import catalogue_holder, family_winners, prometheus_queries  # noqa: PLC0415
     from adapter.config import ConfigError  # noqa: PLC0415
 
     try:
-        catalogue = catalogue_holder(path)()
+        catalogue = catalogue_holder(args.config, tuple(args.presets) or None)()
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
+    if catalogue.presets:
+        print(f"presets: {', '.join(catalogue.presets)}")
+    queries = prometheus_queries(catalogue)
     for spec in catalogue:
         resources = ", ".join(str(rk.group_resource) for rk in spec.resources)
         print(
             f"{spec.name}  source={spec.source} aggregate={spec.aggregate.value} "
             f"resources=[{resources}]"
         )
+        for family, query in queries.get(spec.name, ()):
+            print(f"  {family}: {query}")
+    total = sum(len(q) for q in queries.values())
+    print(f"{total} PromQL queries per refresh, whatever the number of HPAs and pods")
+    if args.prometheus_url:
+        winners = asyncio.run(
+            family_winners(catalogue, args.prometheus_url, args.prometheus_timeout)
+        )
+        for metric, by_family in winners.items():
+            print(f"{metric}: pods per family in Prometheus now")
+            for family, pods in by_family.items():
+                shown = ", ".join(f"{ns}/{pod}" for ns, pod in pods[:5])
+                more = f" and {len(pods) - 5} more" if len(pods) > 5 else ""
+                print(f"  {family or '(rule)'}: {len(pods)} ({shown}{more})")
     return 0
+
+
+def _run_tool(args: argparse.Namespace) -> int:
+    """``explain`` and ``simulate``: validate every argument, then run."""
+    if args.command == "explain":
+        from adapter.explain import command as explain  # noqa: PLC0415  (heavy, only when used)
+
+        problems = explain.validate(args)
+    else:
+        from adapter.simulate import command as simulate  # noqa: PLC0415
+
+        problems = simulate.validate(args)
+    for problem in problems:
+        print(f"inference-metrics-adapter {args.command}: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    if args.command == "explain":
+        return asyncio.run(explain.run(args))
+    return simulate.run(args)
+
+
+def _series_lister(url: str, timeout: float) -> Callable[[str], list[str]]:
+    """Metric names of the series matching a selector, from ``/api/v1/series``."""
+
+    def names(match: str) -> list[str]:
+        query = urllib.parse.urlencode({"match[]": match})
+        with urllib.request.urlopen(  # noqa: S310  (the user's own Prometheus URL)
+            f"{url.rstrip('/')}/api/v1/series?{query}", timeout=timeout
+        ) as response:
+            body = json.load(response)
+        return sorted({str(series["__name__"]) for series in body.get("data", [])})
+
+    return names
+
+
+def _convert_rules(args: argparse.Namespace) -> int:
+    """Write the converted rules file; list every untranslatable form on stderr.
+
+    Exit 0 when everything was converted, 3 when some forms were listed, 1 on
+    unreadable input or a failed series listing.
+    """
+    from adapter.config import ConfigError  # noqa: PLC0415
+    from adapter.convert import convert  # noqa: PLC0415
+
+    lister = None
+    if args.prometheus_url:
+        lister = _series_lister(args.prometheus_url, args.prometheus_timeout)
+    try:
+        text = args.config.read_text(encoding="utf-8")
+        result = convert(text, str(args.config), lister)
+    except (OSError, UnicodeDecodeError, urllib.error.URLError, ValueError) as e:
+        print(f"convert-rules: {e}", file=sys.stderr)
+        return 1
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    output = result.yaml(str(args.config))
+    if args.output is None:
+        sys.stdout.write(output)
+    else:
+        args.output.write_text(output, encoding="utf-8")
+    for item in result.untranslatable:
+        print(f"{args.config}: {item}", file=sys.stderr)
+    return 3 if result.untranslatable else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from adapter.demo.run import main as demo  # noqa: PLC0415
+
+    return demo(args.workdir, args.rounds, args.every, args.keep_running)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "check-config":
-        return _check_config(args.config)
-    if args.command == "demo":
-        from adapter.demo.run import main as demo  # noqa: PLC0415
-
-        return demo(args.workdir, args.rounds, args.every, args.keep_running)
+    tools: dict[str, Callable[[argparse.Namespace], int]] = {
+        "check-config": _check_config,
+        "convert-rules": _convert_rules,
+        "explain": _run_tool,
+        "simulate": _run_tool,
+        "demo": _demo,
+    }
+    if args.command in tools:
+        return tools[args.command](args)
     settings = settings_from_args(args)
     problems = settings.validate()
     if problems:

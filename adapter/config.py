@@ -6,6 +6,7 @@ Shape (all keys optional; unknown keys are errors)::
       omitUnready: true        # leave out pods that are not Ready ...
       warmup: 30s              # ... or Ready for less than this
     includeDefaults: true      # keep the built-in mission metrics
+    presets: [vllm, tgi]       # restrict/order the server families of the built-ins
     prometheus:                # source-wide settings, validated by the Prometheus source
       namespaceLabel: namespace
       podLabel: pod
@@ -25,6 +26,14 @@ A metric entry whose name is a built-in inherits every field it does not set
 (the ``prometheus``/``gpu`` block is merged key by key), so users change a series
 name or a quantile without restating the rule.
 
+The Prometheus built-ins read real servers' own series, one query per server
+family (``adapter.sources.prometheus.families``), first family with data per pod
+wins. ``presets`` (or ``--preset``, repeatable, which replaces the file's list)
+keeps only the named families, in the given order, for every built-in that has
+not been given an explicit ``prometheus:`` form (``histogram``, ``gauge``,
+``query`` or ``families``): an explicit block always wins. A built-in none of
+whose families is in the presets is not served.
+
 Errors carry the file and line of the offending node: ``rules.yaml:12: metrics[1].aggregate:
 must be one of mean, sum, max, histogram``.
 """
@@ -42,6 +51,7 @@ import yaml
 from adapter.core.catalogue import Aggregation, Catalogue, MetricSpec, ServingPolicy, resource_kind
 from adapter.core.durations import parse_duration
 from adapter.core.model import MetricName, ResourceKind
+from adapter.sources.prometheus.families import PRESETS, families_for
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +61,9 @@ MetricValidator = Callable[[MetricSpec, Mapping[str, Any]], list[tuple[str, str]
 BlockValidator = Callable[[Mapping[str, Any]], list[tuple[str, str]]]
 
 SOURCES = ("prometheus", "gpu")
-_TOP_KEYS = frozenset({"serving", "includeDefaults", "metrics", *SOURCES})
+_TOP_KEYS = frozenset({"serving", "includeDefaults", "presets", "metrics", *SOURCES})
+# The keys that choose a rule's form: a user block naming one replaces a built-in's block.
+_FORM_KEYS = frozenset({"histogram", "gauge", "query", "families"})
 _SERVING_KEYS = frozenset({"omitUnready", "warmup"})
 _METRIC_KEYS = frozenset(
     {"name", "source", "resources", "unit", "description", "aggregate", *SOURCES}
@@ -67,7 +79,7 @@ BUILTIN_METRICS: tuple[dict[str, Any], ...] = (
         "description": "p95 of inference request latency; "
         "for workloads, the quantile of their pods' merged histograms",
         "aggregate": "histogram",
-        "prometheus": {"histogram": "inference_duration_seconds", "quantile": 0.95, "window": "2m"},
+        "prometheus": {"families": "all", "quantile": 0.95, "window": "2m"},
     },
     {
         "name": "inference_queue_depth",
@@ -76,7 +88,25 @@ BUILTIN_METRICS: tuple[dict[str, Any], ...] = (
         "unit": "requests waiting",
         "description": "requests waiting in the server's queue; for workloads, the sum over pods",
         "aggregate": "sum",
-        "prometheus": {"gauge": "inference_queue_depth"},
+        "prometheus": {"families": "all"},
+    },
+    {
+        "name": "inference_kv_cache_utilization",
+        "source": "prometheus",
+        "resources": list(_WORKLOADS),
+        "unit": "percent",
+        "description": "KV-cache blocks in use, 0-100; for workloads, the mean over pods",
+        "aggregate": "mean",
+        "prometheus": {"families": "all"},
+    },
+    {
+        "name": "inference_requests_running",
+        "source": "prometheus",
+        "resources": list(_WORKLOADS),
+        "unit": "requests",
+        "description": "requests in the running batch; for workloads, the sum over pods",
+        "aggregate": "sum",
+        "prometheus": {"families": "all"},
     },
     {
         "name": "gpu_utilization",
@@ -169,6 +199,14 @@ def _parse_yaml(text: str, file: str) -> _Located:
     return _Located(value, lines)
 
 
+def parse_yaml_with_lines(text: str, file: str) -> _Located:
+    """Strict YAML (duplicate keys are errors) plus the line of every key path.
+
+    Paths look like ``rules[2].metricsQuery``. Raises ConfigError.
+    """
+    return _parse_yaml(text, file)
+
+
 class _Collector:
     def __init__(self, file: str, lines: Mapping[str, int]) -> None:
         self.file = file
@@ -202,21 +240,31 @@ def load_catalogue(
     path: Path | None,
     metric_validators: Mapping[str, MetricValidator] | None = None,
     block_validators: Mapping[str, BlockValidator] | None = None,
+    *,
+    presets: tuple[str, ...] | None = None,
 ) -> Catalogue:
     """Read and validate a rules file (None: the built-in defaults only).
 
     Raises ConfigError listing every problem with file and line. Source blocks
     are checked by the validators the composition root registers per source.
+    ``presets`` (from ``--preset``) replaces the file's ``presets`` when given.
     """
     if path is None:
-        return build_catalogue({}, "<built-in>", {}, metric_validators, block_validators)
+        return build_catalogue(
+            {}, "<built-in>", {}, metric_validators, block_validators, presets=presets
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read: {e}")]) from e
     located = _parse_yaml(text, str(path))
     return build_catalogue(
-        located.value, str(path), located.lines, metric_validators, block_validators
+        located.value,
+        str(path),
+        located.lines,
+        metric_validators,
+        block_validators,
+        presets=presets,
     )
 
 
@@ -226,6 +274,8 @@ def build_catalogue(
     lines: Mapping[str, int],
     metric_validators: Mapping[str, MetricValidator] | None = None,
     block_validators: Mapping[str, BlockValidator] | None = None,
+    *,
+    presets: tuple[str, ...] | None = None,
 ) -> Catalogue:
     issues = _Collector(file, lines)
     top = issues.mapping(raw if raw is not None else {}, "", _TOP_KEYS)
@@ -248,12 +298,42 @@ def build_catalogue(
     if not isinstance(entries, list):
         issues.add("metrics", "must be a list of metric rules")
         entries = []
+    chosen = _presets(top.get("presets"), issues) if presets is None else presets
+    if presets is not None:
+        for name in presets:
+            if name not in PRESETS:
+                issues.add("", f"--preset {name!r}: unknown (known: {', '.join(PRESETS)})")
     metrics = _metrics(
-        entries, bool(include_defaults), issues, metric_validators or {}, source_settings
+        entries,
+        bool(include_defaults),
+        issues,
+        metric_validators or {},
+        source_settings,
+        presets=chosen,
     )
     if issues.issues:
         raise ConfigError(issues.issues)
-    return Catalogue(metrics=metrics, policy=policy, source_settings=source_settings)
+    return Catalogue(
+        metrics=metrics,
+        policy=policy,
+        source_settings=source_settings,
+        presets=chosen or (),
+    )
+
+
+def _presets(raw: Any, issues: _Collector) -> tuple[str, ...] | None:
+    """The file's ``presets``: a non-empty list of known family names, or None."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw:
+        issues.add("presets", f"must be a non-empty list of: {', '.join(PRESETS)}")
+        return None
+    for index, name in enumerate(raw):
+        if name not in PRESETS:
+            issues.add(
+                f"presets[{index}]", f"unknown preset {name!r} (known: {', '.join(PRESETS)})"
+            )
+    return tuple(str(name) for name in raw)
 
 
 def _serving(raw: Any, issues: _Collector) -> ServingPolicy:
@@ -277,6 +357,8 @@ def _metrics(
     issues: _Collector,
     validators: Mapping[str, MetricValidator],
     source_settings: Mapping[str, Any],
+    *,
+    presets: tuple[str, ...] | None = None,
 ) -> dict[MetricName, MetricSpec]:
     builtins = {str(entry["name"]): entry for entry in BUILTIN_METRICS}
     merged: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -298,6 +380,8 @@ def _metrics(
         seen.add(name)
         base = builtins.get(name, {}) if include_defaults else {}
         merged[name] = (path, _merge(base, block))
+    if presets is not None:
+        _apply_presets(merged, presets)
     result: dict[MetricName, MetricSpec] = {}
     for name, (path, entry) in merged.items():
         spec = _spec(name, entry, path, issues)
@@ -313,13 +397,39 @@ def _metrics(
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """A built-in with a user's fields on top; source blocks merge key by key, except
+    that a user block choosing a different form replaces the built-in's block."""
     merged = dict(base)
     for key, value in override.items():
         if key in SOURCES and isinstance(value, dict) and isinstance(base.get(key), dict):
-            merged[key] = {**base[key], **value}
+            own_form = _FORM_KEYS & set(value)
+            if own_form and own_form != _FORM_KEYS & set(base[key]):
+                merged[key] = dict(value)
+            else:
+                merged[key] = {**base[key], **value}
         else:
             merged[key] = value
     return merged
+
+
+def _apply_presets(merged: dict[str, tuple[str, dict[str, Any]]], presets: tuple[str, ...]) -> None:
+    """Restrict the built-ins still on their default families to ``presets``, in order.
+
+    A metric that names its own form or families is left alone; one that no
+    preset serves is removed (not served, not discovered).
+    """
+    known = [name for name in presets if name in PRESETS]
+    for name, (path, entry) in list(merged.items()):
+        block = entry.get("prometheus")
+        if not isinstance(block, dict) or block.get("families") != "all":
+            continue
+        if not families_for(name):
+            continue
+        chosen = [family.name for family in families_for(name, known)]
+        if not chosen:
+            del merged[name]
+            continue
+        merged[name] = (path, {**entry, "prometheus": {**block, "families": chosen}})
 
 
 def _spec(name: str, entry: Mapping[str, Any], path: str, issues: _Collector) -> MetricSpec | None:
@@ -398,12 +508,14 @@ class CatalogueHolder:
         path: Path | None,
         metric_validators: Mapping[str, MetricValidator] | None = None,
         block_validators: Mapping[str, BlockValidator] | None = None,
+        presets: tuple[str, ...] | None = None,
     ) -> None:
         self._path = path
         self._metric_validators = metric_validators
         self._block_validators = block_validators
+        self._presets = presets
         self._fingerprint = self._read_fingerprint()
-        self._current = load_catalogue(path, metric_validators, block_validators)
+        self._current = load_catalogue(path, metric_validators, block_validators, presets=presets)
         self.listeners: list[Callable[[Catalogue], None]] = []
         self.reloads = 0
         self.failures = 0
@@ -426,7 +538,9 @@ class CatalogueHolder:
             return False
         self._fingerprint = fingerprint
         try:
-            catalogue = load_catalogue(self._path, self._metric_validators, self._block_validators)
+            catalogue = load_catalogue(
+                self._path, self._metric_validators, self._block_validators, presets=self._presets
+            )
         except ConfigError as e:
             self.failures += 1
             log.error(

@@ -89,6 +89,8 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     config_file: Path | None = None
     """Rules file (YAML). None: the built-in mission metrics only."""
+    presets: tuple[str, ...] = ()
+    """``--preset``: the server families the built-ins read, in order (replaces the file's)."""
     config_poll_interval: float = 5.0
     """Seconds between checks of the rules file for changes (SIGHUP reloads at once)."""
     log_level: str = "info"

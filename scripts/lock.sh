@@ -36,7 +36,7 @@ done
 "$uv" pip compile pyproject.toml requirements/build.in --all-extras "${common[@]}" "${extra[@]}" \
   -o requirements/dev.txt
 # The runtime lock takes its versions from dev.txt: the image runs what the tests ran.
-pins=$(mktemp); trap 'rm -f "$pins"' EXIT
+pins=.tools/lock/dev-pins.txt  # a fixed path: it is named in the lock files' annotations
 grep -E '^[A-Za-z0-9._-]+==' requirements/dev.txt | sed 's/ .*//' >"$pins"
 "$uv" pip compile pyproject.toml "${common[@]}" --constraint "$pins" -o requirements/runtime.txt
 "$uv" pip compile requirements/build.in "${common[@]}" --constraint "$pins" -o requirements/build.txt

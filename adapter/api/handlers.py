@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapter.api import wire
+from adapter.api.explain import explanation, wants_explanation
 from adapter.api.negotiation import require_json, selectors_from_query, split_raw_path
 from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, ROUTE
 from adapter.api.status import API_HEADERS, JSON, json_body
@@ -56,6 +57,9 @@ async def group_subtree(request: web.Request) -> web.Response:
         return _json(wire.api_resource_list(version, request.app[CATALOGUE]()))
     request[ROUTE] = _route_label(metric_path)
     label_selector, metric_selector = _parsed_selectors(query)
+    if wants_explanation(query):  # authorized as the read itself (adapter.api.explain)
+        request[ROUTE] = "explain"
+        return await explanation(request, metric_path, label_selector, metric_selector)
     answer = await request.app[RESOLVER].answer(metric_path, label_selector, metric_selector)
     return _json_bytes(answer.body(metric_path.version, render_metric_value_list))
 

@@ -9,12 +9,14 @@ from prometheus_client import CollectorRegistry
 
 from adapter.api.telemetry import Telemetry
 from adapter.core.catalogue import Catalogue
+from adapter.core.explain import Explainer
 from adapter.core.resolver import Resolver
 
 # A readiness check: (name, ok). Readiness never depends on a metric backend.
 ReadinessCheck = Callable[[], tuple[str, bool]]
 
 RESOLVER = web.AppKey("resolver", Resolver)
+EXPLAINER = web.AppKey("explainer", Explainer)
 CATALOGUE: web.AppKey[Callable[[], Catalogue]] = web.AppKey("catalogue")
 READINESS: web.AppKey[list[ReadinessCheck]] = web.AppKey("readiness")
 REGISTRY = web.AppKey("registry", CollectorRegistry)

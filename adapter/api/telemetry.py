@@ -86,8 +86,9 @@ class Telemetry(Collector):
         now = self._clock()
         value = GaugeMetricFamily(
             "adapter_served_value",
-            "The last value served for each object, before Quantity rounding.",
-            labels=["metric", "kind", "namespace", "name"],
+            "The last value served for each object, before Quantity rounding; "
+            "family: the inference server family it was read from ('' if none).",
+            labels=["metric", "kind", "namespace", "name", "family"],
         )
         age = GaugeMetricFamily(
             "adapter_served_sample_age_seconds",
@@ -105,7 +106,7 @@ class Telemetry(Collector):
                 if labels not in latest or latest[labels][0] <= served.served_at:
                     latest[labels] = (served.served_at, item)
         for labels, (served_at, item) in latest.items():
-            value.add_metric(list(labels), item.sample.value)
+            value.add_metric([*labels, item.sample.family or ""], item.sample.value)
             age.add_metric(list(labels), max(0.0, served_at - item.sample.timestamp))
         yield value
         yield age

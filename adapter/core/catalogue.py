@@ -75,6 +75,8 @@ class Catalogue:
     metrics: Mapping[MetricName, MetricSpec]
     policy: ServingPolicy = ServingPolicy()
     source_settings: Mapping[str, Any] = field(default_factory=dict)
+    presets: tuple[str, ...] = ()
+    """The server families the built-ins were restricted to (empty: all)."""
 
     def lookup(self, metric: str, group_resource: str, name: str | None = None) -> MetricSpec:
         """The spec serving ``metric`` for ``group_resource``.

@@ -158,6 +158,8 @@ class Sample(NamedTuple):
     value: float
     timestamp: float
     window_seconds: int | None = None
+    family: str | None = None
+    """The server family the value was read from (Prometheus built-ins), else None."""
 
 
 class MetricValue(NamedTuple):

@@ -121,21 +121,27 @@ async def test_version_discovery_comes_from_the_catalogue(client: Client, versio
     names = [(r["name"], r["namespaced"]) for r in body["resources"]]
     assert names == [
         ("deployments.apps/gpu_utilization", True),
+        ("deployments.apps/inference_kv_cache_utilization", True),
         ("deployments.apps/inference_latency_p95", True),
         ("deployments.apps/inference_queue_depth", True),
+        ("deployments.apps/inference_requests_running", True),
         ("namespaces/ns_requests", False),
         ("nodes/gpu_utilization", False),
         ("pods/gpu_utilization", True),
+        ("pods/inference_kv_cache_utilization", True),
         ("pods/inference_latency_p95", True),
         ("pods/inference_queue_depth", True),
+        ("pods/inference_requests_running", True),
         ("statefulsets.apps/gpu_utilization", True),
+        ("statefulsets.apps/inference_kv_cache_utilization", True),
         ("statefulsets.apps/inference_latency_p95", True),
         ("statefulsets.apps/inference_queue_depth", True),
+        ("statefulsets.apps/inference_requests_running", True),
     ]
     assert body["kind"] == "APIResourceList"
     assert body["apiVersion"] == "v1"
     assert body["groupVersion"] == f"custom.metrics.k8s.io/{version}"
-    assert body["resources"][6] == {
+    assert body["resources"][9] == {
         "name": "pods/inference_latency_p95",
         "singularName": "",
         "namespaced": True,
@@ -640,8 +646,8 @@ async def test_metrics_exports_request_counts_and_served_values(client: Client) 
         in lines
     )
     assert (
-        'adapter_served_value{kind="Pod",metric="inference_latency_p95",name="web-7c9d5f6b8-aaaaa",'
-        'namespace="ml"} 0.2345'
+        'adapter_served_value{family="",kind="Pod",metric="inference_latency_p95",'
+        'name="web-7c9d5f6b8-aaaaa",namespace="ml"} 0.2345'
     ) in lines
     assert (
         'adapter_pods_omitted_total{metric="inference_latency_p95",reason="not_ready"} 1.0' in lines

@@ -113,3 +113,35 @@ async def test_health_prefix_tricks_are_not_always_allowed(server: Server, pki: 
             assert status == 200  # the query is not part of the path
         else:
             assert status == 401, path
+
+
+async def test_explain_needs_credentials(server: Server, pki: PKI) -> None:
+    status, body = await server.get(pki, METRIC + "?labelSelector=app%3Dweb&explain=true")
+    assert (status, body["reason"]) == (401, "Unauthorized")
+    assert server.fake.calls["subjectaccessreviews"] == 0
+
+
+async def test_explain_is_reviewed_exactly_as_the_read_it_explains(
+    server: Server, pki: PKI
+) -> None:
+    cert = pki.proxy_ca.issue_cert("front-proxy-client", common_name="front-proxy-client")
+    status, _ = await server.get(
+        pki, METRIC + "?explain=true", cert=cert, headers={"X-Remote-User": "bob"}
+    )
+    assert status == 403  # bob may not read the metric, so he may not explain it
+    server.fake.allow("jane")
+    jane = {"X-Remote-User": "jane"}
+    status, _ = await server.get(pki, METRIC + "?explain=true", cert=cert, headers=jane)
+    assert status == 200
+    assert server.fake.reviews[-1]["resourceAttributes"] == {
+        "group": "custom.metrics.k8s.io",
+        "version": "v1beta2",
+        "resource": "pods",
+        "subresource": "latency_p95",
+        "name": "*",
+        "namespace": "ml",
+        "verb": "get",
+    }
+    # The read itself is then allowed from the same cache entry: the very same decision.
+    status, body = await server.get(pki, METRIC, cert=cert, headers=jane)
+    assert (status, body["authz"]) == (200, "cache")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,13 @@ MONITORING = DEPLOY / "monitoring"
 DASHBOARD = MONITORING / "dashboard.json"
 ALERTS = MONITORING / "alerts.rules.yaml"
 
-# Kustomizations rendered and checked as a whole.
-RENDERINGS = ("base", "overlays/example", "overlays/shared-gpu", "examples")
+# The kustomize components (deploy/components/*), each rendered on top of the base.
+COMPONENTS = tuple(sorted(p.name for p in (DEPLOY / "components").iterdir() if p.is_dir()))
+# Every component at once, on top of the base (they are meant to combine).
+ALL_COMPONENTS = "components"
+# Kustomizations rendered and checked as a whole: "components/NAME" is the base plus NAME.
+OVERLAYS = ("base", "overlays/example", "overlays/shared-gpu")
+RENDERINGS = (*OVERLAYS, "examples", *(f"components/{c}" for c in COMPONENTS), ALL_COMPONENTS)
 # The oldest and newest Kubernetes minor versions the manifests are validated against.
 KUBERNETES_VERSIONS = ("1.29", "1.37")
 # Kinds defined by CRDs: checked against their CRD schemas (or not at all), not kubernetes-validate.
@@ -82,12 +89,46 @@ def patch_files() -> list[Path]:
     return sorted(_patches())
 
 
+def kustomize_text(kustomization: dict[str, Any]) -> str:
+    """``kubectl kustomize`` of a throwaway kustomization (paths relative to deploy/ are rebased).
+
+    kustomize refuses absolute resource paths, so every ``resources``/``components`` entry
+    (relative to deploy/) is written relative to the temporary folder; ``files`` (name -> text)
+    are written beside the kustomization (e.g. an env file for a configMapGenerator).
+    """
+    with tempfile.TemporaryDirectory(prefix="kustomize-") as tmp:
+        rebased = dict(kustomization)
+        for key in ("resources", "components"):
+            if key in rebased:
+                rebased[key] = [os.path.relpath(DEPLOY / p, tmp) for p in rebased[key]]
+        for name, text in rebased.pop("files", {}).items():
+            Path(tmp, name).write_text(text)
+        Path(tmp, "kustomization.yaml").write_text(yaml.safe_dump(rebased))
+        result = run([tool("kubectl"), "kustomize", tmp])
+    assert result.returncode == 0, f"kubectl kustomize {kustomization}:\n{result.stderr}"
+    return result.stdout
+
+
+def kustomization_for(name: str) -> dict[str, Any] | None:
+    """The throwaway kustomization behind a rendering name, None for a real folder."""
+    if name == ALL_COMPONENTS:
+        return {"resources": ["base"], "components": [f"components/{c}" for c in COMPONENTS]}
+    if name.startswith("components/"):
+        return {"resources": ["base"], "components": [name]}
+    return None
+
+
 @functools.cache
 def render(name: str) -> tuple[dict[str, Any], ...]:
-    """``kubectl kustomize deploy/<name>``, once per session."""
-    result = run([tool("kubectl"), "kustomize", str(DEPLOY / name)])
-    assert result.returncode == 0, f"kubectl kustomize {name}:\n{result.stderr}"
-    return tuple(d for d in yaml.safe_load_all(result.stdout) if d)
+    """``kubectl kustomize deploy/<name>`` (see RENDERINGS), once per session."""
+    kustomization = kustomization_for(name)
+    if kustomization is not None:
+        text = kustomize_text(kustomization)
+    else:
+        result = run([tool("kubectl"), "kustomize", str(DEPLOY / name)])
+        assert result.returncode == 0, f"kubectl kustomize {name}:\n{result.stderr}"
+        text = result.stdout
+    return tuple(d for d in yaml.safe_load_all(text) if d)
 
 
 def rendered_text(name: str) -> str:
@@ -218,3 +259,40 @@ def label_values(expr: str, label: str) -> set[str]:
         elif re.fullmatch(r"[\w|]+", value):
             values.update(value.split("|"))
     return values
+
+
+# The kubelet's view of a container --------------------------------------------------------------
+
+
+def kubelet_expand(text: str, env: dict[str, str]) -> str:
+    """``$(VAR)`` in a command or arg replaced as the kubelet does: defined names are replaced,
+    ``$$`` is a literal ``$``, an undefined ``$(NAME)`` stays as written."""
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1)
+        return env.get(name, m.group(0))
+
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)", one, text)
+
+
+def container_env(docs: tuple[dict[str, Any], ...], container: dict[str, Any]) -> dict[str, str]:
+    """A container's environment from its ``envFrom`` ConfigMaps and literal ``env`` values."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        ref = source["configMapRef"]["name"]
+        env.update(find(docs, "ConfigMap", ref)["data"])
+    for entry in container.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+    return env
+
+
+def expanded_args(docs: tuple[dict[str, Any], ...], container: dict[str, Any]) -> list[str]:
+    """The container's args as the program receives them; fails if a ``$(VAR)`` is undefined."""
+    env = container_env(docs, container)
+    args = [kubelet_expand(arg, env) for arg in container.get("args", [])]
+    unresolved = [arg for arg in args if re.search(r"\$\([A-Za-z_]", arg)]
+    assert not unresolved, f"args reference undefined variables: {unresolved}"
+    return args

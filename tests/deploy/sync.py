@@ -13,6 +13,7 @@ The tests call the same builders and fail when a checked-in file differs.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,26 @@ SERVED = (
 )
 
 
+# Series of ours and of kube-state-metrics that the dashboard reads: each selector gets CLUSTER.
+_SERIES = re.compile(
+    r'(?<![\w"])((?:adapter|gpu_collector|inference|kube_horizontalpodautoscaler)_\w*)(\{)?'
+)
+CLUSTER = 'cluster=~"$cluster"'
+
+
+def with_cluster(expr: str) -> str:
+    """Every series selector of ``expr`` restricted to the dashboard's ``$cluster``.
+
+    With the "All" value (``.*``) a setup without a ``cluster`` label matches as before.
+    """
+
+    def one(m: re.Match[str]) -> str:
+        name, brace = m.group(1), m.group(2)
+        return f"{name}{{{CLUSTER}," if brace else f"{name}{{{CLUSTER}}}"
+
+    return _SERIES.sub(one, expr)
+
+
 def _panel(
     pid: int,
     title: str,
@@ -56,7 +77,16 @@ def _panel(
     w: int = 12,
     h: int = 8,
     description: str = "",
+    units: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """A timeseries panel; ``unit`` for every query, ``units`` (refId -> unit) where one differs."""
+    overrides = [
+        {
+            "matcher": {"id": "byFrameRefID", "options": ref},
+            "properties": [{"id": "unit", "value": value}],
+        }
+        for ref, value in sorted((units or {}).items())
+    ]
     return {
         "id": pid,
         "type": "timeseries",
@@ -64,13 +94,18 @@ def _panel(
         "description": description,
         "datasource": DS,
         "gridPos": {"x": x, "y": y, "w": w, "h": h},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": overrides},
         "options": {
             "legend": {"displayMode": "table", "placement": "bottom"},
             "tooltip": {"mode": "multi"},
         },
         "targets": [
-            {"refId": chr(ord("A") + i), "datasource": DS, "expr": expr, "legendFormat": legend}
+            {
+                "refId": chr(ord("A") + i),
+                "datasource": DS,
+                "expr": with_cluster(expr),
+                "legendFormat": legend,
+            }
             for i, (expr, legend) in enumerate(targets)
         ],
     }
@@ -132,9 +167,10 @@ def dashboard() -> dict[str, Any]:
                     "max sample age {{metric}}",
                 ),
             ],
-            "short",
+            "ops",
             x=0,
             y=y,
+            units={"B": "s"},
         )
     )
     panels.append(
@@ -147,7 +183,7 @@ def dashboard() -> dict[str, Any]:
                     "{{metric}} {{reason}}",
                 )
             ],
-            "short",
+            "ops",
             x=12,
             y=y,
             description="Never served as zero: not_ready, warming_up (serving.warmup), no_value "
@@ -314,6 +350,7 @@ def dashboard() -> dict[str, Any]:
             x=0,
             y=y,
             w=8,
+            units={"B": "ops"},
         )
     )
     panels.append(
@@ -332,6 +369,7 @@ def dashboard() -> dict[str, Any]:
             x=8,
             y=y,
             w=8,
+            units={"B": "ops"},
         )
     )
     panels.append(
@@ -344,7 +382,7 @@ def dashboard() -> dict[str, Any]:
                     "{{node}} GPU {{gpu}} {{kind}}",
                 )
             ],
-            "short",
+            "ops",
             x=16,
             y=y,
             w=8,
@@ -374,15 +412,35 @@ def dashboard() -> dict[str, Any]:
                     "refresh": 1,
                 },
                 {
+                    # The `cluster` label that multi-cluster setups (Thanos, Mimir, remote
+                    # write) add as an external label; "All" also matches series without it.
+                    "name": "cluster",
+                    "label": "Cluster",
+                    "type": "query",
+                    "datasource": DS,
+                    "query": {
+                        "query": 'label_values(up{job="inference-metrics-adapter"}, cluster)',
+                        "refId": "cluster",
+                    },
+                    "definition": 'label_values(up{job="inference-metrics-adapter"}, cluster)',
+                    "includeAll": True,
+                    "multi": False,
+                    "allValue": ".*",
+                    "current": {},
+                    "hide": 0,
+                    "refresh": 2,
+                    "sort": 1,
+                },
+                {
                     "name": "namespace",
                     "label": "Namespace",
                     "type": "query",
                     "datasource": DS,
                     "query": {
-                        "query": "label_values(adapter_served_value, namespace)",
+                        "query": 'label_values(adapter_served_value{cluster=~"$cluster"}, namespace)',
                         "refId": "ns",
                     },
-                    "definition": "label_values(adapter_served_value, namespace)",
+                    "definition": 'label_values(adapter_served_value{cluster=~"$cluster"}, namespace)',
                     "includeAll": True,
                     "multi": True,
                     "allValue": ".*",

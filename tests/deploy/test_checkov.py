@@ -1,4 +1,5 @@
-"""checkov's Kubernetes checks pass on every rendering (one checkov run per rendering).
+"""checkov's Kubernetes checks pass on every overlay, the examples, and the base with every
+component at once (one checkov run per rendering).
 
 Exceptions live next to the object (``checkov.io/skip#`` annotations with the reason). Two
 findings concern the colleague-owned RBAC files deploy/base/rbac-metrics-reader*.yaml and are
@@ -13,15 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.support import RENDERINGS, rendered_text, run, tool
+from tests.deploy.support import ALL_COMPONENTS, OVERLAYS, rendered_text, run, tool
+
+# Each component is also validated alone (test_manifests); checkov, slow, sees them all at once.
+SCANNED = (*OVERLAYS, "examples", ALL_COMPONENTS)
 
 # (check id, resource as checkov names it) -> why it is accepted.
 ACCEPTED = {
-    ("CKV_K8S_49", "ClusterRole.default.custom-metrics-reader"):
+    ("CKV_K8S_49", "ClusterRole.default.inference-metrics-adapter:metrics-reader"):
         "resources: ['*'] only within apiGroups custom.metrics.k8s.io: the metric resources are "
         "open-ended (every group-resource the catalogue serves), and the verb is only get",
-    ("CKV2_K8S_5", "ClusterRoleBinding.default.hpa-controller-custom-metrics"):
-        "checkov reads the wildcard resource of custom-metrics-reader as 'all secrets' without "
+    ("CKV2_K8S_5", "ClusterRoleBinding.default.inference-metrics-adapter:hpa-controller"):
+        "checkov reads the wildcard resource of inference-metrics-adapter:metrics-reader as 'all "
+        "secrets' without "
         "looking at its apiGroup (custom.metrics.k8s.io): no Secret is reachable",
 }  # fmt: skip
 
@@ -40,7 +45,7 @@ def _scan(name: str, workdir: Path) -> dict:
     return report if isinstance(report, dict) else {"results": {"failed_checks": []}}
 
 
-@pytest.mark.parametrize("name", RENDERINGS)
+@pytest.mark.parametrize("name", SCANNED)
 def test_checkov(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     report = _scan(name, tmp_path_factory.mktemp("checkov"))
     failed = [

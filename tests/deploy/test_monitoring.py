@@ -4,6 +4,7 @@ generated copies (PrometheusRule, dashboard ConfigMap, promtool tests) match the
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -41,10 +42,24 @@ def test_every_alert_has_firing_and_quiet_cases() -> None:
     assert names == quiet, f"alerts without a not-firing case: {names - quiet}"
 
 
-def test_every_alert_has_severity_and_runbook() -> None:
+RUNBOOKS = (
+    "https://github.com/inference-metrics-adapter/inference-metrics-adapter/blob/main/"
+    "deploy/README.md#"
+)
+
+
+def test_every_alert_has_severity_and_a_runbook_url_to_its_section() -> None:
+    readme = (MONITORING.parent / "README.md").read_text()
+    runbooks = readme[readme.index("\n## Runbooks\n") :]
+    headings = re.findall(r"^### (\w+)$", runbooks, re.M)
     for rule in alert_rules():
         assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
-        assert {"summary", "description", "runbook"} <= set(rule["annotations"]), rule["alert"]
+        annotations = rule["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook_url"}, rule["alert"]
+        # GitHub's anchor for a heading that is one word is that word in lower case.
+        assert annotations["runbook_url"] == RUNBOOKS + rule["alert"].lower()
+        assert rule["alert"] in headings
+    assert sorted(headings) == sorted(r["alert"] for r in alert_rules())
 
 
 def test_dashboard_queries_parse(tmp_path: Path) -> None:
@@ -88,3 +103,66 @@ def test_dashboard_configmap_holds_the_dashboard_file() -> None:
 def test_prometheusrule_holds_the_rules_file() -> None:
     rule = find(render("base"), "PrometheusRule", "inference-metrics-adapter")
     assert rule["spec"]["groups"] == yaml.safe_load(ALERTS.read_text())["groups"]
+
+
+def test_dashboard_has_a_cluster_variable_used_by_every_selector() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    cluster = variables["cluster"]
+    assert cluster["includeAll"] is True
+    assert cluster["allValue"] == ".*"  # also matches series without a cluster label
+    assert 'cluster=~"$cluster"' in variables["namespace"]["query"]["query"]
+    for where, expr in dashboard_targets():
+        selectors = re.findall(r"[a-z_:]+\{[^}]*\}", expr)
+        names = sync._SERIES.findall(re.sub(r'"[^"]*"', '""', expr))
+        assert selectors, where
+        assert len(selectors) == len(names), f"{where}: a series without a selector: {expr}"
+        for selector in selectors:
+            assert 'cluster=~"$cluster"' in selector, f"{where}: {selector}"
+
+
+def test_with_cluster_adds_the_matcher_once_per_series() -> None:
+    assert (
+        sync.with_cluster("max(adapter_gpu_pods)") == 'max(adapter_gpu_pods{cluster=~"$cluster"})'
+    )
+    assert (
+        sync.with_cluster('rate(inference_duration_seconds_bucket{namespace=~"$namespace"}[2m])')
+        == 'rate(inference_duration_seconds_bucket{cluster=~"$cluster",namespace=~"$namespace"}[2m])'
+    )
+    # Metric names inside label values are not selectors.
+    assert sync.with_cluster('x{metric_name="inference_queue_depth"}') == (
+        'x{metric_name="inference_queue_depth"}'
+    )
+
+
+def _units(panel: dict) -> dict[str, str]:
+    """refId -> the unit Grafana shows that query in."""
+    unit = panel["fieldConfig"]["defaults"]["unit"]
+    per_ref = {
+        o["matcher"]["options"]: o["properties"][0]["value"]
+        for o in panel["fieldConfig"]["overrides"]
+        if o["matcher"]["id"] == "byFrameRefID" and o["properties"][0]["id"] == "unit"
+    }
+    return {t["refId"]: per_ref.get(t["refId"], unit) for t in panel["targets"]}
+
+
+def test_panel_units_match_what_each_query_measures() -> None:
+    """A rate() of a counter is per second (ops, reqps), a *_seconds series is seconds (s)."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    checked = 0
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        units = _units(panel)
+        for target in panel["targets"]:
+            expr = target["expr"]
+            if re.match(r"^sum by \([^)]*\) \(rate\(\w+_total\{", expr):
+                assert units[target["refId"]] in {"ops", "reqps"}, (panel["title"], expr)
+                checked += 1
+            elif re.match(r"^max by \([^)]*\) \(\w+_age_seconds\{", expr):
+                assert units[target["refId"]] == "s", (panel["title"], expr)
+                checked += 1
+    assert checked >= 7
+    titled = {p["title"]: _units(p) for p in dashboard["panels"] if p["type"] != "row"}
+    assert titled["Values served and age of the samples behind them"] == {"A": "ops", "B": "s"}
+    assert titled["Prometheus queries: latency and errors"] == {"A": "s", "B": "ops"}

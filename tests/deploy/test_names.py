@@ -14,11 +14,13 @@ from adapter import cli as adapter_cli
 from adapter.config import BUILTIN_METRICS
 from adapter.core.catalogue import resource_kind
 from adapter.settings import GpuSettings, ServingSettings
+from adapter.sources.prometheus.families import FAMILIES
 from collectors.gpu import cli as collector_cli
 from tests.deploy.support import (
     DEPLOY,
     EXTERNAL_SERIES,
     ROOT,
+    expanded_args,
     find,
     label_values,
     load,
@@ -79,6 +81,10 @@ def _workload_series() -> set[str]:
             series |= _exposed("histogram", options["histogram"])
         if "gauge" in options:
             series.add(options["gauge"])
+        if "families" in options:  # real servers' own series (adapter.sources.prometheus.families)
+            for family in FAMILIES[entry["name"]]:
+                for one in family.series:
+                    series |= _exposed(family.kind.value, one.name)
     return series
 
 
@@ -179,8 +185,11 @@ def _container(docs: tuple[dict, ...], kind: str, name: str) -> dict:
 def test_adapter_deployment_matches_the_program() -> None:
     docs = render("overlays/example")
     container = _container(docs, "Deployment", "inference-metrics-adapter")
-    args = adapter_cli.parser().parse_args(container["args"])  # every flag exists
+    # every flag exists, once the kubelet has put the settings in
+    args = adapter_cli.parser().parse_args(expanded_args(docs, container))
     assert args.command == "serve"
+    assert args.prometheus_url == "http://prometheus-operated.monitoring.svc:9090"
+    assert args.log_level == "info"
     assert args.secure_port == ServingSettings.secure_port == 6443
     assert str(args.config) == "/etc/adapter/rules.yaml"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}

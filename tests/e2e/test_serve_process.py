@@ -190,7 +190,7 @@ def test_invalid_rules_file_fails_at_start_with_every_problem(tmp_path: Path) ->
     assert result.stderr.splitlines() == [
         f"{rules}:1: serving.warmup: invalid duration 'soon': use a number and a unit (ms, s, m, h, d), e.g. 15s or 2m",
         f"{rules}:5: metrics[0].unknown: unknown key (allowed: aggregate, description, gpu, name, prometheus, resources, source, unit)",
-        f"{rules}:3: metrics[0].prometheus: needs exactly one of histogram, gauge or query (found: none)",
+        f"{rules}:3: metrics[0].prometheus: needs exactly one of histogram, gauge, query or families (found: none)",
     ]
 
 

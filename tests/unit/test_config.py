@@ -23,8 +23,11 @@ def test_builtins_without_a_file() -> None:
     assert [(s.name, s.source, s.aggregate) for s in catalogue] == [
         ("inference_latency_p95", "prometheus", Aggregation.HISTOGRAM),
         ("inference_queue_depth", "prometheus", Aggregation.SUM),
+        ("inference_kv_cache_utilization", "prometheus", Aggregation.MEAN),
+        ("inference_requests_running", "prometheus", Aggregation.SUM),
         ("gpu_utilization", "gpu", Aggregation.MEAN),
     ]
+    assert catalogue.presets == ()
     assert catalogue.policy.omit_unready is True
     assert catalogue.policy.warmup_seconds == 30.0
 
@@ -34,12 +37,67 @@ def test_overriding_a_builtin_merges_its_source_block(tmp_path: Path) -> None:
         tmp_path, "metrics:\n  - name: inference_latency_p95\n    prometheus: {quantile: 0.99}\n"
     )
     spec = catalogue_holder(path)().metrics["inference_latency_p95"]  # type: ignore[index]
-    assert dict(spec.options) == {
-        "histogram": "inference_duration_seconds",
-        "quantile": 0.99,
-        "window": "2m",
-    }
+    assert dict(spec.options) == {"families": "all", "quantile": 0.99, "window": "2m"}
     assert spec.aggregate is Aggregation.HISTOGRAM
+
+
+def test_an_explicit_form_replaces_the_builtin_families(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "presets: [tgi]\nmetrics:\n  - name: inference_queue_depth\n"
+        "    prometheus: {gauge: my_queue, selector: 'model_name=\"m/x\"'}\n",
+    )
+    catalogue = catalogue_holder(path)()
+    assert dict(catalogue.metrics["inference_queue_depth"].options) == {  # type: ignore[index]
+        "gauge": "my_queue",
+        "selector": 'model_name="m/x"',
+    }
+    # The presets still apply to the built-ins left on their families.
+    latency = catalogue.metrics["inference_latency_p95"]  # type: ignore[index]
+    assert latency.options["families"] == ["tgi"]
+
+
+def test_presets_order_and_restrict_the_families(tmp_path: Path) -> None:
+    path = write(tmp_path, "presets: [tgi, vllm]\n")
+    catalogue = catalogue_holder(path)()
+    assert catalogue.presets == ("tgi", "vllm")
+    options = {str(s.name): s.options.get("families") for s in catalogue}
+    assert options == {
+        "inference_latency_p95": ["tgi", "vllm"],
+        "inference_queue_depth": ["tgi", "vllm"],
+        "inference_kv_cache_utilization": ["vllm"],  # TGI exports no KV-cache series
+        "inference_requests_running": ["tgi", "vllm"],
+        "gpu_utilization": None,
+    }
+
+
+def test_a_builtin_no_preset_serves_is_not_served(tmp_path: Path) -> None:
+    path = write(tmp_path, "presets: [tgi]\n")
+    assert "inference_kv_cache_utilization" not in catalogue_holder(path)().metrics
+
+
+def test_command_line_presets_replace_the_files(tmp_path: Path) -> None:
+    path = write(tmp_path, "presets: [tgi]\n")
+    catalogue = catalogue_holder(path, ("triton",))()
+    assert catalogue.presets == ("triton",)
+    assert catalogue.metrics["inference_latency_p95"].options["families"] == ["triton"]  # type: ignore[index]
+    assert "inference_requests_running" not in catalogue.metrics
+
+
+def test_unknown_presets_are_reported_with_their_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "serving: {}\npresets: [vllm, ollama]\n")
+    with pytest.raises(ConfigError) as caught:
+        catalogue_holder(path)
+    assert [str(issue) for issue in caught.value.issues] == [
+        f"{path}:2: presets[1]: unknown preset 'ollama' (known: vllm, sglang, trtllm-serve, "
+        "triton-trtllm, triton, tgi, nim, knative, generic)"
+    ]
+    with pytest.raises(ConfigError) as caught:
+        catalogue_holder(None, ("nope",))
+    assert [issue.message for issue in caught.value.issues] == [
+        "--preset 'nope': unknown (known: vllm, sglang, trtllm-serve, triton-trtllm, triton, "
+        "tgi, nim, knative, generic)"
+    ]
 
 
 def test_a_histogram_rule_defaults_to_the_merged_histogram(tmp_path: Path) -> None:

@@ -3,11 +3,14 @@
 Data flow: ``transport`` (HTTP, off the event loop) -> ``promql`` (pure query
 text) and ``rules`` (validated rule forms) -> ``snapshot`` (immutable per-rule
 values, ``histogram`` math) -> ``source`` (the refresh loop and ``fetch``).
+``families`` holds the inference servers' own series for the built-in metrics
+(one query per family; per pod the first family with data wins).
 """
 
 from adapter.sources.prometheus.rules import (
     LATENCY_P95_OPTIONS,
     QUEUE_DEPTH_OPTIONS,
+    FamilyRule,
     GaugeRule,
     HistogramRule,
     PrometheusRule,
@@ -28,6 +31,7 @@ from adapter.sources.prometheus.transport import (
 __all__ = [
     "LATENCY_P95_OPTIONS",
     "QUEUE_DEPTH_OPTIONS",
+    "FamilyRule",
     "GaugeRule",
     "HistogramRule",
     "PromLabels",

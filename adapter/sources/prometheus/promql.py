@@ -44,6 +44,7 @@ __all__ = [
     "matcher",
     "matcher_for",
     "matchers_from_selector",
+    "parse_matchers",
     "quote",
     "regex_escape",
     "render_gauge_query",
@@ -183,6 +184,96 @@ _EXACT_OPS: Final[Mapping[bool, MatchOp]] = {False: MatchOp.EQ, True: MatchOp.NE
 def matchers_from_selector(selector: Selector) -> tuple[LabelMatcher, ...]:
     """The matchers for a ``metricLabelSelector``; PromQLError names the first bad key."""
     return tuple(matcher_for(r) for r in selector.requirements)
+
+
+# --- PromQL matcher lists, as a rule's series selector ---
+
+_MATCHER_RE: Final = re.compile(r"\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*")
+_GO_ESCAPES: Final[Mapping[str, str]] = {
+    "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+    "\\": "\\", "'": "'", '"': '"',
+}  # fmt: skip
+_HEX_ESCAPES: Final[Mapping[str, int]] = {"x": 2, "u": 4, "U": 8}
+_RE2_UNSUPPORTED: Final = re.compile(r"\(\?(?:=|!|<=|<!|P=)|\\[1-9]")
+
+
+def parse_matchers(text: str) -> tuple[LabelMatcher, ...]:
+    """``name="v", other=~"a|b"`` (optionally in braces) as validated matchers.
+
+    Values are PromQL string literals (double, single or back quotes, Go
+    escapes); they are decoded here, so rendering re-escapes them and no value
+    can change the query's structure. Regexes must compile and use no feature
+    RE2 lacks (lookaround, backreferences). PromQLError says what is wrong where.
+    """
+    body = text.strip()
+    if body.startswith("{") and body.endswith("}"):
+        body = body[1:-1]
+    result: list[LabelMatcher] = []
+    i = 0
+    while i < len(body):
+        if not body[i:].strip():
+            break
+        found = _MATCHER_RE.match(body, i)
+        if found is None:
+            raise PromQLError(f'expected a matcher such as name="value" at position {i}')
+        name, op = found.group(1), MatchOp(found.group(2))
+        value, i = _read_string(body, found.end())
+        if op in (MatchOp.RE, MatchOp.NRE):
+            _check_regex(value)
+        result.append(LabelMatcher(check_label_name(name), op, value))
+        rest = body[i:].lstrip()
+        if rest and not rest.startswith(","):
+            raise PromQLError(f"expected ',' between matchers at position {len(body) - len(rest)}")
+        i = len(body) - len(rest) + 1 if rest else len(body)
+    if not result:
+        raise PromQLError("an empty matcher list")
+    return tuple(result)
+
+
+def _read_string(text: str, start: int) -> tuple[str, int]:
+    """The PromQL string literal at ``start``, decoded, and the index after it."""
+    if start >= len(text) or text[start] not in "\"'`":
+        raise PromQLError(f"expected a quoted value at position {start}")
+    quote_char = text[start]
+    end = _skip_string(text, start)
+    inner = text[start + 1 : end - 1]
+    if quote_char == "`":
+        return inner, end
+    out: list[str] = []
+    i = 0
+    while i < len(inner):
+        c = inner[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        kind = inner[i + 1] if i + 1 < len(inner) else ""
+        if kind in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[kind])
+            i += 2
+        elif kind in _HEX_ESCAPES or kind in "01234567":
+            width, base, skip = (_HEX_ESCAPES[kind], 16, 2) if kind in _HEX_ESCAPES else (3, 8, 1)
+            digits = inner[i + skip : i + skip + width]
+            try:
+                code = int(digits, base) if len(digits) == width else -1
+            except ValueError:
+                code = -1
+            if not 0 <= code <= 0x10FFFF:
+                raise PromQLError(f"bad escape '\\{kind}' in {_show(inner)}")
+            out.append(chr(code))
+            i += skip + width
+        else:
+            raise PromQLError(f"unknown escape '\\{kind}' in {_show(inner)}")
+    return "".join(out), end
+
+
+def _check_regex(pattern: str) -> None:
+    if _RE2_UNSUPPORTED.search(pattern):
+        raise PromQLError(f"{_show(pattern)}: lookaround and backreferences are not RE2")
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise PromQLError(f"{_show(pattern)} is not a valid regex: {e}") from e
 
 
 def render_matchers(matchers: Iterable[LabelMatcher]) -> str:

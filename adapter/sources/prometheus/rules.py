@@ -15,7 +15,7 @@ and, per metric, a ``prometheus:`` block in exactly one of three forms:
       histogram: inference_duration_seconds   # base name, without _bucket
       quantile: 0.95                          # optional, default 0.95, 0..1
       window: 2m                              # optional, default 2m: rate() range
-      selector: "model=llama"                 # optional label selector on the series
+      selector: 'model_name="llama"'         # optional, see "Selectors" below
 
   One query per refresh, ``sum by (namespace, pod, le) (rate(<histogram>_bucket{...}[2m]))``;
   per-pod and fleet quantiles are computed here from those bucket rates with
@@ -31,6 +31,18 @@ metric's aggregate: sum, avg for mean, or max)::
 
   The value's timestamp is its sample's own scrape time (``timestamp()``).
 
+**families** (the built-in metrics' default: real servers' own series, see ``families.py``)::
+
+    prometheus:
+      families: [vllm, tgi]                   # optional: which, in which order (default: all)
+      window: 2m                              # latency only: the rate() range
+      quantile: 0.95                          # latency only
+      selector: 'model_name="meta-llama/Llama-3.1-8B-Instruct"'
+
+  One query per family per refresh; per pod the first family with data wins.
+  Only the built-in metric names that have families (``families.FAMILIES``)
+  may use this form.
+
 **query** (a PromQL template for the user's own metrics)::
 
     prometheus:
@@ -41,6 +53,12 @@ metric's aggregate: sum, avg for mean, or max)::
   ``namespace!="",pod!=""`` plus any metricLabelSelector matchers; ``<<groupBy>>``
   (required) to ``namespace, pod``; ``<<window>>`` to the window. The result
   must be one series per pod; ``windowSeconds`` = the window, if set.
+
+**Selectors** on series are PromQL matchers, ``name="v"``, ``!=``, ``=~``, ``!~``,
+comma-separated, optionally in braces; values are PromQL string literals (any
+characters, escaped as in PromQL), read and re-escaped here, regexes checked.
+A selector without any quote is read as a Kubernetes label selector
+(``model=llama,tier!=batch``), as before.
 
 Validation reports every problem at once as ``RuleError.problems``, pairs of a
 key path (``prometheus.window``) and a message.
@@ -57,12 +75,14 @@ from adapter.core.catalogue import Aggregation, MetricSpec
 from adapter.core.durations import parse_duration
 from adapter.core.model import MetricName
 from adapter.core.selectors import SelectorError, parse_selector
-from adapter.sources.prometheus import promql
+from adapter.sources.prometheus import families, promql
+from adapter.sources.prometheus.families import Family
 from adapter.sources.prometheus.promql import LabelMatcher, PromQLError
 
 __all__ = [
     "LATENCY_P95_OPTIONS",
     "QUEUE_DEPTH_OPTIONS",
+    "FamilyRule",
     "GaugeRule",
     "HistogramRule",
     "PromLabels",
@@ -163,9 +183,45 @@ class TemplateRule:
         )
 
 
-PrometheusRule = HistogramRule | GaugeRule | TemplateRule
+@dataclass(frozen=True, slots=True)
+class FamilyRule:
+    """A built-in metric read from several server families, one query each.
 
-_RESERVED_LABELS: Final = frozenset({"le", promql.PART_LABEL})
+    ``window_seconds`` is the histogram families' rate window (None for gauge
+    metrics); ``quantile`` the latency quantile.
+    """
+
+    metric: MetricName
+    families: tuple[Family, ...]
+    quantile: float
+    window_seconds: int | None
+    aggregate: Aggregation
+    labels: PromLabels = PromLabels()
+    selector: tuple[LabelMatcher, ...] = ()
+
+    def queries(self, extra: Sequence[LabelMatcher] = ()) -> tuple[tuple[str, str], ...]:
+        """``(family name, PromQL)`` per family, in the rule's order: exactly what is sent."""
+        combine = _COMBINE.get(self.aggregate, "avg")
+        return tuple(
+            (
+                family.name,
+                families.render_family_query(
+                    family,
+                    self.labels.namespace,
+                    self.labels.pod,
+                    (*self.selector, *extra),
+                    window_seconds=self.window_seconds,
+                    quantile=self.quantile,
+                    combine=combine,
+                ),
+            )
+            for family in self.families
+        )
+
+
+PrometheusRule = HistogramRule | GaugeRule | TemplateRule | FamilyRule
+
+_RESERVED_LABELS: Final = frozenset({"le", promql.PART_LABEL, families.SERIES_LABEL})
 
 
 def parse_prometheus_block(raw: Mapping[str, Any] | None) -> PromLabels:
@@ -203,6 +259,7 @@ _FORMS: Final[Mapping[str, frozenset[str]]] = {
     "histogram": frozenset({"histogram", "quantile", "window", "selector"}),
     "gauge": frozenset({"gauge", "selector"}),
     "query": frozenset({"query", "window"}),
+    "families": frozenset({"families", "quantile", "window", "selector"}),
 }
 
 
@@ -217,7 +274,12 @@ def parse_rule(spec: MetricSpec, labels: PromLabels) -> PrometheusRule:
     if len(forms) != 1:
         found = ", ".join(forms) or "none"
         raise RuleError(
-            [("prometheus", f"needs exactly one of histogram, gauge or query (found: {found})")]
+            [
+                (
+                    "prometheus",
+                    f"needs exactly one of histogram, gauge, query or families (found: {found})",
+                )
+            ]
         )
     form = forms[0]
     problems = [
@@ -242,22 +304,14 @@ def _parse_histogram(
         problems.append(
             ("prometheus.histogram", f"name the histogram without '_bucket' ({series[:-7]!r})")
         )
-    quantile = raw.get("quantile", DEFAULT_QUANTILE)
-    if isinstance(quantile, bool) or not isinstance(quantile, int | float):
-        problems.append(("prometheus.quantile", "must be a number between 0 and 1"))
-        quantile = None
-    elif not (math.isfinite(quantile) and 0 <= quantile <= 1):
-        problems.append(("prometheus.quantile", f"must be between 0 and 1, got {quantile}"))
-        quantile = None
+    quantile = _quantile(raw, problems)
     window = _window(raw.get("window", DEFAULT_WINDOW), problems)
     selector = _selector(raw, problems)
     if spec.aggregate is Aggregation.SUM:
         problems.append(("aggregate", "a sum of quantiles means nothing; use histogram"))
     if series is None or quantile is None or window is None or selector is None or problems:
         return None
-    return HistogramRule(
-        spec.name, series, float(quantile), window, spec.aggregate, labels, selector
-    )
+    return HistogramRule(spec.name, series, quantile, window, spec.aggregate, labels, selector)
 
 
 def _parse_gauge(
@@ -296,7 +350,82 @@ def _parse_query(
     return rule
 
 
-_PARSERS: Final = {"histogram": _parse_histogram, "gauge": _parse_gauge, "query": _parse_query}
+def _parse_families(
+    spec: MetricSpec, raw: Mapping[str, Any], labels: PromLabels, problems: list[tuple[str, str]]
+) -> PrometheusRule | None:
+    known = families.families_for(spec.name)
+    if not known:
+        problems.append(
+            (
+                "prometheus.families",
+                f"{spec.name!r} has no built-in families (they exist for "
+                f"{', '.join(sorted(families.FAMILIES))}); use histogram, gauge or query",
+            )
+        )
+        return None
+    chosen = _chosen_families(spec.name, raw["families"], known, problems)
+    latency = any(f.kind is not families.Kind.GAUGE for f in known)
+    quantile: float | None = DEFAULT_QUANTILE
+    window: int | None = None
+    if latency:
+        quantile = _quantile(raw, problems)
+        window = _window(raw.get("window", DEFAULT_WINDOW), problems)
+    else:
+        for key in ("quantile", "window"):
+            if key in raw:
+                problems.append((f"prometheus.{key}", f"{spec.name} is a gauge: no {key}"))
+    selector = _selector(raw, problems)
+    if latency and spec.aggregate is not Aggregation.HISTOGRAM:
+        problems.append(("aggregate", "latency families merge histograms: use histogram"))
+    if not latency:
+        _not_histogram(spec, "gauge family", problems)
+    if problems or selector is None or quantile is None or (latency and window is None):
+        return None
+    return FamilyRule(spec.name, chosen, quantile, window, spec.aggregate, labels, selector)
+
+
+def _chosen_families(
+    metric: str, names: object, known: tuple[Family, ...], problems: list[tuple[str, str]]
+) -> tuple[Family, ...]:
+    if names == "all":
+        return known
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
+        problems.append(("prometheus.families", "must be a list of family names or 'all'"))
+        return ()
+    try:
+        chosen = families.families_for(metric, names)
+    except ValueError as e:
+        problems.append(("prometheus.families", str(e)))
+        return ()
+    absent = [n for n in names if n not in {f.name for f in chosen}]
+    if absent:
+        problems.append(
+            (
+                "prometheus.families",
+                f"no series for {metric} in {', '.join(map(repr, absent))} "
+                f"(families with one: {', '.join(f.name for f in known)})",
+            )
+        )
+    return chosen
+
+
+def _quantile(raw: Mapping[str, Any], problems: list[tuple[str, str]]) -> float | None:
+    quantile = raw.get("quantile", DEFAULT_QUANTILE)
+    if isinstance(quantile, bool) or not isinstance(quantile, int | float):
+        problems.append(("prometheus.quantile", "must be a number between 0 and 1"))
+        return None
+    if not (math.isfinite(quantile) and 0 <= quantile <= 1):
+        problems.append(("prometheus.quantile", f"must be between 0 and 1, got {quantile}"))
+        return None
+    return float(quantile)
+
+
+_PARSERS: Final = {
+    "histogram": _parse_histogram,
+    "gauge": _parse_gauge,
+    "query": _parse_query,
+    "families": _parse_families,
+}
 
 
 def _not_histogram(spec: MetricSpec, form: str, problems: list[tuple[str, str]]) -> None:
@@ -339,6 +468,10 @@ def _selector(
         problems.append(("prometheus.selector", "must be a label selector string"))
         return None
     try:
+        if not value.strip():
+            return ()
+        if any(q in value for q in "\"'`"):
+            return promql.parse_matchers(value)
         return promql.matchers_from_selector(parse_selector(value))
     except (SelectorError, PromQLError) as e:
         problems.append(("prometheus.selector", str(e)))

@@ -9,6 +9,11 @@ Freshness is measured without trusting the two clocks to agree: a value's age
 when fetched is computed on Prometheus' clock (evaluation time minus sample
 time), its age since on ours, and ``fresh_until`` is their sum's limit on our
 clock. Missing, NaN, ±Inf and stale values are left out, never made 0.
+
+For a :class:`FamilyRule` (one query per server family), :func:`build_families`
+builds each family's part like a histogram or gauge rule's and keeps, per pod,
+the first family (in the rule's order) that has data; ``PodValue.family`` names
+it and ``Sample.family`` carries it to the served value.
 """
 
 from __future__ import annotations
@@ -19,12 +24,19 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from sys import intern
+from typing import Final
 
 from adapter.core.catalogue import Aggregation
 from adapter.core.model import Namespace, ObjectRef, PodName, Sample, Target
-from adapter.sources.prometheus import histogram, promql
+from adapter.sources.prometheus import families, histogram, promql
+from adapter.sources.prometheus.families import Family, Kind, Series
 from adapter.sources.prometheus.histogram import Bucket
-from adapter.sources.prometheus.rules import GaugeRule, HistogramRule, PrometheusRule
+from adapter.sources.prometheus.rules import (
+    FamilyRule,
+    GaugeRule,
+    HistogramRule,
+    PrometheusRule,
+)
 from adapter.sources.prometheus.transport import PromSample
 
 PodKey = tuple[Namespace, PodName]
@@ -50,7 +62,13 @@ class PodValue:
     fresh_until: float
     """The last moment on our clock it may be served."""
     bounds: tuple[float, ...] = ()
+    """Bucket upper bounds in the series' own unit (``scale`` converts them)."""
     counts: Sequence[float] = ()
+    """Bucket rates, one per bound."""
+    family: str = ""
+    """The server family the value comes from ("" for rules without families)."""
+    scale: Series | None = None
+    """The family series whose unit conversion applies to the bounds."""
 
     @property
     def buckets(self) -> tuple[Bucket, ...]:
@@ -71,11 +89,22 @@ class RuleSnapshot:
         """Pods with a value of their own."""
         return sum(1 for value in self.pods.values() if value.sample is not None)
 
+    def by_family(self) -> dict[str, list[PodKey]]:
+        """The pods each server family won, sorted, families in the rule's order
+        (only those that won a pod; a rule without families has all under "")."""
+        found: dict[str, list[PodKey]] = {}
+        for key, value in sorted(self.pods.items()):
+            found.setdefault(value.family, []).append(key)
+        order = [f.name for f in self.rule.families] if isinstance(self.rule, FamilyRule) else []
+        return {name: found[name] for name in [*order, ""] if name in found}
+
 
 def build(
     rule: PrometheusRule, vector: Sequence[PromSample], fetched_at: float, staleness: float
 ) -> RuleSnapshot:
     """The snapshot of one rule from its query's instant vector."""
+    if isinstance(rule, FamilyRule):
+        raise TypeError("a FamilyRule is built from one vector per family: build_families")
     if isinstance(rule, HistogramRule):
         pods, dropped = _build_histogram(rule, vector, fetched_at + staleness)
     elif isinstance(rule, GaugeRule):
@@ -83,6 +112,94 @@ def build(
     else:
         pods, dropped = _build_plain(rule, vector, fetched_at + staleness)
     return RuleSnapshot(rule, fetched_at, pods, dict(dropped))
+
+
+def build_families(
+    rule: FamilyRule,
+    vectors: Sequence[Sequence[PromSample]],
+    fetched_at: float,
+    staleness: float,
+) -> RuleSnapshot:
+    """The snapshot of a family rule from its queries' answers, one per family in order.
+
+    Per pod the first family with any series for the pod wins, even when those
+    series give no value (the pod then has none); within a family the first
+    renamed series with data. ``dropped["shadowed"]`` counts pods for
+    which a later family also had data.
+    """
+    pods: dict[PodKey, PodValue] = {}
+    dropped: Counter[str] = Counter()
+    for family, vector in zip(rule.families, vectors, strict=True):
+        by_series: dict[int, list[PromSample]] = {}
+        for row in vector:
+            tag = row.labels.get(families.SERIES_LABEL, "0")
+            by_series.setdefault(int(tag) if tag.isdigit() else 0, []).append(row)
+        own: dict[PodKey, PodValue] = {}
+        for index in sorted(by_series):
+            if index >= len(family.series):
+                continue
+            part, part_dropped = _family_part(
+                rule,
+                family,
+                family.series[index],
+                by_series[index],
+                fetched_at=fetched_at,
+                staleness=staleness,
+            )
+            dropped.update(part_dropped)
+            for key, value in part.items():
+                own.setdefault(key, value)
+        # A pod whose series exist but give no value (NaN, stale) still belongs to this
+        # family: its value is omitted, never taken from a later family.
+        for row in vector:
+            present = _pod_key(rule, row.labels)
+            if present is not None and present not in own:
+                own[present] = PodValue(
+                    None, fetched_at, fetched_at + staleness, family=family.name
+                )
+        for key, value in own.items():
+            if key in pods:
+                dropped["shadowed"] += 1
+            else:
+                pods[key] = value
+    return RuleSnapshot(rule, fetched_at, pods, dict(+dropped))
+
+
+def _family_part(
+    rule: FamilyRule,
+    family: Family,
+    series: Series,
+    vector: Sequence[PromSample],
+    *,
+    fetched_at: float,
+    staleness: float,
+) -> tuple[dict[PodKey, PodValue], Counter[str]]:
+    """One renamed series' pods, their values converted to the metric's unit."""
+    fresh_until = fetched_at + staleness
+    if family.kind is Kind.HISTOGRAM:
+        assert rule.window_seconds is not None  # the parser guarantees it
+        pods, dropped = _histogram_pods(
+            rule, rule.quantile, rule.window_seconds, vector, fresh_until
+        )
+    else:
+        pods, dropped = _gauge_pods(rule, vector, fresh_until, staleness)
+    converted = {
+        key: PodValue(
+            None if value.sample is None else _converted(value.sample, series, family.name),
+            value.timestamp,
+            value.fresh_until,
+            value.bounds,
+            value.counts,
+            family.name,
+            series,
+        )
+        for key, value in pods.items()
+    }
+    return converted, dropped
+
+
+def _converted(sample: Sample, series: Series, family: str) -> Sample:
+    return Sample(series.convert(sample.value), sample.timestamp, sample.window_seconds, family)
 
 
 def _pod_key(rule: PrometheusRule, labels: Mapping[str, str]) -> PodKey | None:
@@ -100,6 +217,16 @@ def _finite(value: float) -> bool:
 def _build_histogram(
     rule: HistogramRule, vector: Sequence[PromSample], fresh_until: float
 ) -> tuple[dict[PodKey, PodValue], Counter[str]]:
+    return _histogram_pods(rule, rule.quantile, rule.window_seconds, vector, fresh_until)
+
+
+def _histogram_pods(
+    rule: PrometheusRule,
+    quantile: float,
+    window_seconds: int,
+    vector: Sequence[PromSample],
+    fresh_until: float,
+) -> tuple[dict[PodKey, PodValue], Counter[str]]:
     dropped: Counter[str] = Counter()
     grouped: dict[PodKey, list[Bucket]] = {}
     times: dict[PodKey, float] = {}
@@ -116,13 +243,13 @@ def _build_histogram(
     shared_times: dict[float, float] = {}  # one float object per distinct time, not per pod
     for key, raw in grouped.items():
         buckets = histogram.coalesce(raw)
-        value = histogram.quantile_of_coalesced(rule.quantile, buckets)
+        value = histogram.quantile_of_coalesced(quantile, buckets)
         bounds = tuple(upper for upper, _ in buckets)
         bounds = shared_bounds.setdefault(bounds, bounds)
         at = shared_times.setdefault(times[key], times[key])
         sample: Sample | None = None
         if _finite(value):
-            sample = Sample(value, at, rule.window_seconds)
+            sample = Sample(value, at, window_seconds)
         else:
             dropped["nan" if math.isnan(value) else "inf"] += 1
         counts = array("d", (count for _, count in buckets))
@@ -132,6 +259,12 @@ def _build_histogram(
 
 def _build_gauge(
     rule: GaugeRule, vector: Sequence[PromSample], fresh_until: float, staleness: float
+) -> tuple[dict[PodKey, PodValue], Counter[str]]:
+    return _gauge_pods(rule, vector, fresh_until, staleness)
+
+
+def _gauge_pods(
+    rule: PrometheusRule, vector: Sequence[PromSample], fresh_until: float, staleness: float
 ) -> tuple[dict[PodKey, PodValue], Counter[str]]:
     dropped: Counter[str] = Counter()
     values: dict[PodKey, PromSample] = {}
@@ -216,6 +349,8 @@ def answer(
 
 
 def _combine(rule: PrometheusRule, values: Sequence[PodValue]) -> Sample | None:
+    if isinstance(rule, FamilyRule):
+        return _combine_families(rule, values)
     if rule.aggregate is Aggregation.HISTOGRAM and isinstance(rule, HistogramRule):
         merged = histogram.merge(value.buckets for value in values)
         quantile = histogram.quantile_of_coalesced(rule.quantile, merged)
@@ -223,14 +358,56 @@ def _combine(rule: PrometheusRule, values: Sequence[PodValue]) -> Sample | None:
             return None
         timestamp = min(value.timestamp for value in values)
         return Sample(quantile, timestamp, rule.window_seconds)
+    return _combine_samples(rule.aggregate, rule.window_seconds, values)
+
+
+def _combine_samples(
+    aggregate: Aggregation, window_seconds: int | None, values: Sequence[PodValue]
+) -> Sample | None:
     samples = [value.sample for value in values if value.sample is not None]
     if not samples:
         return None
     numbers = [s.value for s in samples]
-    if rule.aggregate is Aggregation.SUM:
+    if aggregate is Aggregation.SUM:
         total = math.fsum(numbers)
-    elif rule.aggregate is Aggregation.MAX:
+    elif aggregate is Aggregation.MAX:
         total = max(numbers)
     else:
         total = math.fsum(numbers) / len(numbers)
-    return Sample(total, min(s.timestamp for s in samples), rule.window_seconds)
+    return Sample(total, min(s.timestamp for s in samples), window_seconds)
+
+
+MIXED: Final = "mixed"
+"""``Sample.family`` of a value combined from pods of different families."""
+
+
+def _combine_families(rule: FamilyRule, values: Sequence[PodValue]) -> Sample | None:
+    """Several pods of a family rule: merged histograms for latency, else the aggregate.
+
+    Pods of one renamed series merge in the series' unit and convert once (so a
+    fleet p95 equals the server's ``histogram_quantile(sum by (le))`` then the
+    conversion); mixed units merge with converted bounds. A pod whose p95 is a
+    server-side summary has no buckets: the fleet then has no p95 (omitted).
+    """
+    names = {value.family for value in values}
+    family = names.pop() if len(names) == 1 else MIXED
+    if rule.aggregate is not Aggregation.HISTOGRAM:
+        plain = _combine_samples(rule.aggregate, None, values)
+        return None if plain is None else plain._replace(family=family)
+    if any(not value.buckets or value.scale is None for value in values):
+        return None
+    scales = {value.scale for value in values}
+    if len(scales) == 1:
+        merged = histogram.merge(value.buckets for value in values)
+        quantile = histogram.quantile_of_coalesced(rule.quantile, merged)
+        quantile = next(iter(scales)).convert(quantile)  # type: ignore[union-attr]
+    else:
+        merged = histogram.merge(
+            tuple((value.scale.convert(upper), rate) for upper, rate in value.buckets)  # type: ignore[union-attr]
+            for value in values
+        )
+        quantile = histogram.quantile_of_coalesced(rule.quantile, merged)
+    if not _finite(quantile):
+        return None
+    timestamp = min(value.timestamp for value in values)
+    return Sample(quantile, timestamp, rule.window_seconds, family)

@@ -4,7 +4,9 @@ Every refresh interval, :meth:`PrometheusSource.refresh_once` runs one query
 per rule across the whole cluster (concurrently, bounded by the transport),
 builds a new immutable snapshot keyed by (namespace, pod) and swaps it in with
 one assignment. Requests read only that snapshot, so the number of PromQL
-queries per minute is ``rules * 60 / interval`` whatever the number of HPAs.
+queries per minute is ``queries * 60 / interval`` whatever the number of HPAs
+and pods, where a family rule (built-in metrics) sends one query per server
+family and every other rule one query.
 
 When a rule's query fails its previous values are kept, each until it is
 older than the staleness bound (default three intervals), then they are
@@ -20,7 +22,9 @@ Self metrics (``registry``):
 - ``adapter_prometheus_snapshot_samples{metric}`` gauge: pods with a value
 - ``adapter_prometheus_snapshot_dropped{metric,reason}`` gauge: series or pods
   left out of the last snapshot (nan, inf, unattributed, bad_le,
-  no_timestamp, duplicate)
+  no_timestamp, duplicate, stale, shadowed: a later family also had the pod)
+- ``adapter_prometheus_family_pods{metric,family}`` gauge: pods each server
+  family won in the last snapshot (built-in metrics read from families)
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ from adapter.core.ports import Clock
 from adapter.core.readcache import Expiries
 from adapter.core.selectors import Selector
 from adapter.sources.prometheus import snapshot
-from adapter.sources.prometheus.promql import PromQLError, matchers_from_selector
-from adapter.sources.prometheus.rules import PrometheusRule
+from adapter.sources.prometheus.promql import LabelMatcher, PromQLError, matchers_from_selector
+from adapter.sources.prometheus.rules import FamilyRule, PrometheusRule
 from adapter.sources.prometheus.snapshot import RuleSnapshot
 from adapter.sources.prometheus.transport import PrometheusAPI, PromSample
 
@@ -213,14 +217,29 @@ class PrometheusSource:
         self, rule: PrometheusRule, previous: RuleSnapshot | None
     ) -> RuleSnapshot | None:
         try:
-            vector = await self._query(rule, rule.query())
-            return snapshot.build(rule, vector, self._clock(), self._staleness)
+            return await self._build(rule)
         except SourceError:
             pass  # counted and logged by _query
         except Exception:
             self._errors.labels(metric=rule.metric).inc()
             log.exception("building the snapshot of %s failed", rule.metric)
         return previous
+
+    async def _build(
+        self, rule: PrometheusRule, extra: Sequence[LabelMatcher] = ()
+    ) -> RuleSnapshot:
+        """Query ``rule`` (one query, or one per family) and build its snapshot.
+
+        A family rule whose queries do not all succeed raises SourceError: a
+        pod must never move to a later family because an earlier one failed.
+        """
+        if isinstance(rule, FamilyRule):
+            vectors = await asyncio.gather(
+                *(self._query(rule, expr) for _, expr in rule.queries(extra))
+            )
+            return snapshot.build_families(rule, vectors, self._clock(), self._staleness)
+        vector = await self._query(rule, rule.query(extra))
+        return snapshot.build(rule, vector, self._clock(), self._staleness)
 
     async def _query(self, rule: PrometheusRule, expr: str) -> Sequence[PromSample]:
         started = time.perf_counter()
@@ -244,16 +263,16 @@ class PrometheusSource:
                 matchers = matchers_from_selector(selector)
             except PromQLError as e:
                 raise BadRequest(f"invalid metricLabelSelector: {e}") from e
-            future = asyncio.ensure_future(self._query_selected(key, rule.query(matchers)))
+            future = asyncio.ensure_future(self._query_selected(key, matchers))
             self._in_flight[key] = future
             future.add_done_callback(lambda done: self._settle(key, done))
         # Shielded: one caller giving up does not cancel the query the others wait for.
         return await asyncio.shield(future)
 
-    async def _query_selected(self, key: _SelectedKey, expr: str) -> RuleSnapshot:
-        rule = key[0]
-        vector = await self._query(rule, expr)
-        built = snapshot.build(rule, vector, self._clock(), self._staleness)
+    async def _query_selected(
+        self, key: _SelectedKey, matchers: Sequence[LabelMatcher]
+    ) -> RuleSnapshot:
+        built = await self._build(key[0], matchers)
         self._selected[key] = built
         return built
 
@@ -300,7 +319,15 @@ class _SnapshotCollector(Collector):
             "Series or pods left out of the metric's current snapshot, by reason.",
             labels=["metric", "reason"],
         )
+        families = GaugeMetricFamily(
+            "adapter_prometheus_family_pods",
+            "Pods each inference-server family won in the metric's current snapshot.",
+            labels=["metric", "family"],
+        )
         for metric, snap in sorted(current.items()):
+            for family, pods in snap.by_family().items():
+                if family:
+                    families.add_metric([metric, family], len(pods))
             age.add_metric([metric], now - snap.fetched_at)
             samples.add_metric([metric], snap.samples)
             for reason, count in sorted(snap.dropped.items()):
@@ -308,3 +335,4 @@ class _SnapshotCollector(Collector):
         yield age
         yield samples
         yield dropped
+        yield families

@@ -86,6 +86,8 @@ def prom(fleet: Fleet, probe_target: str) -> Iterator[PrometheusServer]:
                 and sum(float(r["value"][1]) > 0 for r in result) == len(LOADS) - 1
             ),
         )
+        # The idle pod has no traffic, but its (zero) rates must exist: two scrapes of it.
+        server.wait_for('rate(inference_duration_seconds_count{pod="idle"}[2m])', timeout=30)
         server.wait_for("probe_series", predicate=lambda result: len(result) == len(TRICKY))
         yield server
 
