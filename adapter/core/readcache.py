@@ -20,7 +20,9 @@ Invalidation rule (the only one): an entry answers a read only while
    warm-up ends, or a value the source holds goes stale.
 
 Anything else is recomputed by the uncached path, so a pod change, a snapshot
-swap or a config reload is visible to the very next read. Reads with a
+swap or a config reload is visible to the very next read. ``Resolver.warm``
+recomputes changed entries ahead of the next read (``serve`` runs it every
+second) under the same rule; it only saves the reader the work. Reads with a
 metricLabelSelector, and reads of a source or pod lister that does not publish
 versions (``VersionedSource``, ``VersionedPods``), are never cached.
 
