@@ -113,6 +113,8 @@ class Parts:
     cleanup_ctx: list[Callable[[web.Application], AsyncIterator[None]]] = field(
         default_factory=list
     )
+    # Seconds between recomputations of changed cached answers (None: only on read).
+    warm_interval: float | None = None
     # Sources that can say why a pod has no value (``?explain=true``), by source name.
     diagnosers: Mapping[str, Diagnoser] = field(default_factory=dict)
 
@@ -137,11 +139,24 @@ def build_app(parts: Parts) -> web.Application:
     app[TELEMETRY] = telemetry
     app[REGISTRY] = parts.registry
     app[READINESS] = [_pod_index_ready(parts.pods), *parts.readiness]
-    app[RESOLVER] = Resolver(parts.catalogue, parts.pods, parts.sources, parts.clock, telemetry)
+    resolver = Resolver(parts.catalogue, parts.pods, parts.sources, parts.clock, telemetry)
+    app[RESOLVER] = resolver
     app[EXPLAINER] = Explainer(
         parts.catalogue, parts.pods, parts.sources, parts.diagnosers, parts.clock
     )
     app.cleanup_ctx.extend(parts.cleanup_ctx)
+    if parts.warm_interval is not None:
+        interval = parts.warm_interval
+        app.cleanup_ctx.append(
+            background(
+                "read-cache-warm",
+                lambda: every(
+                    interval,
+                    lambda: resolver.warm(handlers.render_metric_value_list),
+                    what="read cache warm-up",
+                ),
+            )
+        )
     handlers.add_routes(app)
     return app
 
@@ -510,6 +525,7 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
                 access_log_middleware(),
             ],
             cleanup_ctx=tasks,
+            warm_interval=1.0,
             diagnosers=diagnosers,
         )
         app = build_app(parts)

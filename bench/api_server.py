@@ -7,7 +7,7 @@
 ``adapter`` serves pods/*/inference_latency_p95 through the full request path
 (routing, selector parsing, resolver, pod index, in-memory source, Quantity
 rendering, JSON, self metrics) with PODS matching pods. ``bare`` is a TLS
-aiohttp handler returning a pre-built body of the same size: the floor.
+aiohttp handler returning the very bytes the adapter serves for that read, pre-built: the floor.
 ``adapter-prom`` is ``adapter`` with the real PrometheusSource, its snapshot filled
 once from a fake PrometheusAPI (per-pod quantiles from bucket rates, as in production).
 """
@@ -15,7 +15,6 @@ once from a fake PrometheusAPI (per-pod quantiles from bucket rates, as in produ
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -25,12 +24,15 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from adapter.api.handlers import render_metric_value_list
 from adapter.api.tls import ServingTLS
 from adapter.app import Parts, build_app, prometheus_rules
 from adapter.config import build_catalogue
 from adapter.core.catalogue import Catalogue
 from adapter.core.model import (
+    PODS,
     MetricName,
+    MetricValue,
     Namespace,
     ObjectRef,
     OwnerRef,
@@ -49,9 +51,17 @@ NOW = time.time()
 
 
 class StaticSource:
-    """Every pod has a value; aggregation is a mean. Answers from a dict, like a snapshot."""
+    """Every pod has a value; aggregation is a mean. Answers from a dict, like a snapshot.
+
+    Its values never change or go stale: a ``VersionedSource`` at version 0, so the
+    adapter's read cache applies as it does to the real sources.
+    """
 
     name = "static"
+    version = 0
+
+    def valid_until(self, metric: MetricName, now: float) -> float:
+        return float("inf")
 
     def __init__(self, pods: Sequence[PodInfo]) -> None:
         self._values = {
@@ -105,7 +115,10 @@ async def prometheus_snapshot(pods: Sequence[PodInfo], catalogue: Catalogue) -> 
                 for part, value in (("value", 3.0), ("timestamp", now - 1))
             ]
 
-    source = PrometheusSource(FakeAPI(), prometheus_rules(catalogue), registry=CollectorRegistry())
+    # Values never go stale here: the bench runs for minutes on one refresh.
+    source = PrometheusSource(
+        FakeAPI(), prometheus_rules(catalogue), registry=CollectorRegistry(), staleness=1e9
+    )
     await source.refresh_once()
     return source
 
@@ -157,26 +170,18 @@ async def main(mode: str, count: int, port: int, cert_dir: Path) -> None:
             )
         )
     else:
-        body = json.dumps(
-            {
-                "kind": "MetricValueList",
-                "items": [
-                    {
-                        "describedObject": {
-                            "kind": "Pod",
-                            "namespace": "ml",
-                            "name": p.name,
-                            "apiVersion": "v1",
-                        },
-                        "metric": {"name": "inference_latency_p95", "selector": None},
-                        "timestamp": "2026-11-22T10:00:00Z",
-                        "windowSeconds": 120,
-                        "value": "100m",
-                    }
-                    for p in pods[:count]
-                ],
-            }
-        ).encode()
+        # The bytes the adapter serves for the same read (same items, same encoder).
+        body = render_metric_value_list(
+            "v1beta2",
+            [
+                MetricValue(
+                    ObjectRef(PODS, p.name, p.namespace),
+                    MetricName("inference_latency_p95"),
+                    Sample(0.1 + i / 1000, NOW - 5, 120),
+                )
+                for i, p in enumerate(pods[:count])
+            ],
+        )
 
         async def handler(_request: web.Request) -> web.Response:
             return web.Response(body=body, content_type="application/json")

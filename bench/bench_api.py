@@ -1,12 +1,14 @@
 """Requests/s and p50/p99 of pods/*/inference_latency_p95 over TLS, one adapter process.
 
-    .venv/bin/python bench/bench_api.py [--duration 10] [--pods 10,100,1000]
+    .venv/bin/python bench/bench_api.py [--duration 3] [--rounds 5] [--pods 10,100,1000]
 
-For each pod count, the adapter and a bare aiohttp TLS baseline (pre-built body
-of the same items) run side by side, alternately, and are loaded by ``wrk``
-(Debian package ``wrk``) from a second process on loopback: one connection for
-latency (p50/p99 of sequential requests), then 8 connections for throughput.
-Numbers are reported with their ratio to the baseline: the machines are shared
+For each pod count, the adapter (``adapter``: in-memory source; ``adapter-prom``:
+the real Prometheus source's snapshot) and a bare aiohttp TLS baseline
+(pre-built body of the same items) run side by side, all three up at once, and
+are loaded in turn, round after round, by ``wrk`` (Debian package ``wrk``) from
+a second process on loopback: one connection for latency (p50/p99 of sequential
+requests), then 8 connections for throughput. Each number is the median over
+the rounds, reported with its ratio to the baseline's: the machines are shared
 and noisy, the ratio is what carries over.
 """
 
@@ -17,10 +19,10 @@ import contextlib
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,9 +82,31 @@ def wrk(port: int, connections: int, duration: int) -> dict[str, float]:
     return {"p50": latency("50"), "p99": latency("99"), "rps": float(rps.group(1))}
 
 
+MODES = ("bare", "adapter", "adapter-prom")
+
+
+def measure(pods: int, rounds: int, duration: int, tmp: Path) -> dict[str, dict[str, float]]:
+    """Medians over ``rounds`` of each mode's latency (1 connection) and throughput (8)."""
+    samples: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+    with contextlib.ExitStack() as stack:
+        ports = {mode: stack.enter_context(server(mode, pods, tmp / mode)) for mode in MODES}
+        for port in ports.values():
+            wrk(port, 1, 1)  # warm-up: TLS session, caches, allocator
+        for _ in range(rounds):
+            for mode, port in ports.items():
+                latency = wrk(port, 1, duration)
+                latency["rps8"] = wrk(port, 8, duration)["rps"]
+                samples[mode].append(latency)
+    return {
+        mode: {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+        for mode, runs in samples.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pods", default="10,100,1000")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -90,27 +114,20 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for pods in (int(p) for p in args.pods.split(",")):
-            results = {}
-            for mode in ("bare", "adapter", "adapter-prom"):
-                with server(mode, pods, Path(tmp) / mode) as port:
-                    wrk(port, 1, 2)  # warm-up: TLS session, caches, JIT-free but allocator-warm
-                    latency = wrk(port, 1, args.duration)
-                    throughput = wrk(port, 8, args.duration)
-                results[mode] = (latency, throughput)
-                time.sleep(1)
-            rows.append((pods, results))
+            rows.append((pods, measure(pods, args.rounds, args.duration, Path(tmp) / str(pods))))
+    print(f"medians of {args.rounds} rounds, {args.duration} s per wrk run")
     print(f"{'pods':>5} {'mode':>12} {'p50 ms':>8} {'p99 ms':>8} {'req/s c1':>9} {'req/s c8':>9}")
     for pods, results in rows:
-        for mode, (lat, thr) in results.items():
+        for mode, r in results.items():
             print(
-                f"{pods:>5} {mode:>12} {lat['p50']:>8.3f} {lat['p99']:>8.3f} {lat['rps']:>9.0f} {thr['rps']:>9.0f}"
+                f"{pods:>5} {mode:>12} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['rps']:>9.0f} {r['rps8']:>9.0f}"
             )
-        b = results["bare"][0]
+        b = results["bare"]
         for mode in ("adapter", "adapter-prom"):
-            a = results[mode][0]
+            a = results[mode]
             print(
                 f"{pods:>5} {'ratio':>12} {a['p50'] / b['p50']:>8.2f} {a['p99'] / b['p99']:>8.2f}"
-                f" {results[mode][1]['rps'] / results['bare'][1]['rps']:>19.2f}   ({mode} / bare)"
+                f" {a['rps'] / b['rps']:>9.2f} {a['rps8'] / b['rps8']:>9.2f}   ({mode} / bare)"
             )
 
 

@@ -7,7 +7,8 @@ catch-all route.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -20,14 +21,23 @@ from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, ROUTE
 from adapter.api.status import API_HEADERS, JSON, json_body
 from adapter.api.target import TARGET
 from adapter.core.errors import MethodNotAllowed, NotFound
-from adapter.core.model import API_GROUP
+from adapter.core.model import API_GROUP, MetricValue
 from adapter.core.request import MetricPath, parse_metric_path
 
 GROUP_PATH = f"/apis/{API_GROUP}"
 
 
+def render_metric_value_list(version: str, values: Sequence[MetricValue]) -> bytes:
+    """The served bytes of a MetricValueList; cached answers keep exactly these."""
+    return json_body(wire.metric_value_list(version, values))
+
+
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(status=status, body=json_body(body), content_type=JSON, headers=API_HEADERS)
+    return _json_bytes(json_body(body), status)
+
+
+def _json_bytes(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=body, content_type=JSON, headers=API_HEADERS)
 
 
 async def apis(request: web.Request) -> web.Response:
@@ -47,18 +57,24 @@ async def group_subtree(request: web.Request) -> web.Response:
     target = request[TARGET]
     path, query = target.path, target.query
     request[ROUTE] = "version"
-    metric_path = parse_metric_path(path)
+    metric_path = _parsed_path(path)
     require_json(request.headers.get("Accept"))
     if metric_path is None:
         version = path[len(GROUP_PATH) + 1 :].strip("/")
         return _json(wire.api_resource_list(version, request.app[CATALOGUE]()))
     request[ROUTE] = _route_label(metric_path)
-    label_selector, metric_selector = selectors_from_query(query)
+    label_selector, metric_selector = _parsed_selectors(query)
     if wants_explanation(query):  # authorized as the read itself (adapter.api.explain)
         request[ROUTE] = "explain"
         return await explanation(request, metric_path, label_selector, metric_selector)
-    values = await request.app[RESOLVER].resolve(metric_path, label_selector, metric_selector)
-    return _json(wire.metric_value_list(metric_path.version, values))
+    answer = await request.app[RESOLVER].answer(metric_path, label_selector, metric_selector)
+    return _json_bytes(answer.body(metric_path.version, render_metric_value_list))
+
+
+# Parsing is a pure function of the text, and HPAs send the same few reads over and
+# over: a parsed read is kept (errors are not, they raise again). Bounded.
+_parsed_path = functools.lru_cache(maxsize=1024)(parse_metric_path)
+_parsed_selectors = functools.lru_cache(maxsize=1024)(selectors_from_query)
 
 
 def _route_label(path: MetricPath) -> str:

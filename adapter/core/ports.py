@@ -10,7 +10,7 @@ one cached, coalesced query).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from adapter.core.model import (
     MetricName,
@@ -53,6 +53,18 @@ class PodLister(Protocol):
     def all(self) -> Iterable[PodInfo]: ...
 
 
+@runtime_checkable
+class VersionedPods(Protocol):
+    """A PodLister that counts its changes: enables the read cache (``adapter.core.readcache``).
+
+    ``generation`` changes whenever anything any PodLister method returns may
+    have changed (every add, update, delete or relist).
+    """
+
+    @property
+    def generation(self) -> int: ...
+
+
 class Source(Protocol):
     """A provider of metric values, answering from its in-memory snapshot.
 
@@ -80,6 +92,23 @@ class Source(Protocol):
         targets: Sequence[Target],
         metric_selector: Selector,
     ) -> Mapping[ObjectRef, Sample]: ...
+
+
+@runtime_checkable
+class VersionedSource(Protocol):
+    """A Source that says when its answers change: enables the read cache.
+
+    Contract: while ``version`` is unchanged, ``fetch(metric, targets, EVERYTHING)``
+    returns the same result for the same targets at every time ``t`` with
+    ``now <= t < valid_until(metric, now)``. ``version`` changes on every
+    snapshot swap and rules update; ``valid_until`` is the earliest moment a
+    value of ``metric`` it holds at ``now`` goes stale (``inf`` if none will).
+    """
+
+    @property
+    def version(self) -> int: ...
+
+    def valid_until(self, metric: MetricName, now: float) -> float: ...
 
 
 class Recorder(Protocol):

@@ -9,11 +9,14 @@ list, and a named object without one is a 404.
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import cast
 
 from adapter.core.catalogue import Catalogue, MetricSpec, ServingPolicy
-from adapter.core.errors import SourceError, metric_not_found
+from adapter.core.errors import NotFound, SourceError, metric_not_found
 from adapter.core.model import (
     DEPLOYMENTS,
     NAMESPACES,
@@ -31,9 +34,17 @@ from adapter.core.model import (
     Scope,
     Target,
 )
-from adapter.core.ports import Clock, PodLister, Recorder, Source
+from adapter.core.ports import (
+    Clock,
+    PodLister,
+    Recorder,
+    Source,
+    VersionedPods,
+    VersionedSource,
+)
+from adapter.core.readcache import Answer, ReadCache, Render, State, valid
 from adapter.core.request import MetricPath
-from adapter.core.selectors import Selector
+from adapter.core.selectors import EVERYTHING, Selector
 
 # Reasons a pod is left out, as exported in adapter_pods_omitted_total{reason}.
 NOT_READY = "not_ready"
@@ -42,7 +53,13 @@ NO_VALUE = "no_value"
 
 
 class Resolver:
-    """Answers metric reads. ``catalogue`` is a getter so live reloads take effect at once."""
+    """Answers metric reads. ``catalogue`` is a getter so live reloads take effect at once.
+
+    Answers to reads without a metricLabelSelector are kept in a
+    :class:`~adapter.core.readcache.ReadCache` that this resolver owns; its
+    docstring states the one invalidation rule. ``clock`` must be the clock the
+    sources use, so that ``valid_until`` means the same moment to both.
+    """
 
     def __init__(
         self,
@@ -51,47 +68,148 @@ class Resolver:
         sources: Mapping[str, Source],
         clock: Clock,
         recorder: Recorder,
+        *,
+        cache: ReadCache | None = None,
     ) -> None:
         self._catalogue = catalogue
         self._pods = pods
         self._sources = sources
         self._clock = clock
         self._recorder = recorder
+        self._cache = ReadCache() if cache is None else cache
+        # Versioned pods and sources can be cached; anything else is always computed.
+        self._versioned_pods = pods if isinstance(pods, VersionedPods) else None
+        self._versioned_sources: dict[int, tuple[Source, bool]] = {}
 
     async def resolve(
         self, path: MetricPath, label_selector: Selector, metric_selector: Selector
     ) -> list[MetricValue]:
-        """The values for ``path``, sorted by object name.
+        """The values for ``path``, sorted by object name (see :meth:`answer`)."""
+        return list((await self.answer(path, label_selector, metric_selector)).values)
 
-        For a named object the result has exactly one item, or NotFound is raised.
+    async def answer(
+        self, path: MetricPath, label_selector: Selector, metric_selector: Selector
+    ) -> Answer:
+        """The answer to a read: its values sorted by object name, and its rendered bodies.
+
+        For a named object the answer has exactly one value, or NotFound is raised.
         Raises NotFound for metrics the catalogue does not serve for the resource,
         BadRequest for selectors a source cannot apply, InternalError-mapped
-        SourceError when the source cannot answer at all.
+        SourceError when the source cannot answer at all. Every read, cached or
+        not, is reported to the recorder exactly as computed.
         """
         catalogue = self._catalogue()
-        spec = catalogue.lookup(path.metric, path.resource, path.name)
-        kind = next(rk for rk in spec.resources if str(rk.group_resource) == path.resource)
-        if kind.scope is Scope.CLUSTER and path.namespace is not None and not path.namespace_metric:
-            raise metric_not_found(spec.name, path.resource, None if path.wildcard else path.name)
-        in_scope = self._in_scope(path, kind, label_selector)
-        eligible, omitted = _eligible(catalogue.policy, self._clock(), in_scope)
-        targets = _targets(kind, path, eligible)
+        spec, _ = _lookup(catalogue, path)
         source = self._sources.get(spec.source)
         if source is None:
             raise SourceError(f"source {spec.source!r} of metric {spec.name} is not configured")
+        now = self._clock()
+        state = self._state(catalogue, source) if metric_selector.empty else None
+        key = (path.resource, path.name, path.metric, path.namespace, path.namespace_metric)
+        cache_key = (key, label_selector)
+        answer = None if state is None else self._cache.get(cache_key, state, now)
+        if answer is None:
+            answer = await self.compute(catalogue, path, label_selector, metric_selector)
+            if state is not None and state.same(self._state(catalogue, source)):
+                self._cache.put(cache_key, state, self._clock(), answer, (path, label_selector))
+        self._record(spec, answer)
+        if not path.wildcard and not answer.values:
+            raise metric_not_found(
+                spec.name, path.resource, path.name, str(metric_selector) or None
+            )
+        return answer
+
+    async def compute(
+        self,
+        catalogue: Catalogue,
+        path: MetricPath,
+        label_selector: Selector,
+        metric_selector: Selector,
+    ) -> Answer:
+        """The uncached path: the answer from the pod index and the source, right now.
+
+        Records nothing and raises nothing for an empty answer (:meth:`answer`
+        does both). ``valid_until`` is when it could change with no event: the
+        first warm-up to end among the pods it left out, or the source's first
+        value to go stale.
+        """
+        spec, kind = _lookup(catalogue, path)
+        source = self._sources.get(spec.source)
+        if source is None:
+            raise SourceError(f"source {spec.source!r} of metric {spec.name} is not configured")
+        now = self._clock()
+        in_scope = self._in_scope(path, kind, label_selector)
+        eligible, omitted, warm_until = _eligible(catalogue.policy, now, in_scope)
+        targets = _targets(kind, path, eligible)
         samples = await source.fetch(spec.name, targets, metric_selector)
         selector_text = str(metric_selector) or None
-        values = [
+        values = tuple(
             MetricValue(
                 obj=t.obj, metric=spec.name, sample=samples[t.obj], metric_selector=selector_text
             )
             for t in targets
             if t.obj in samples
-        ]
-        self._record(spec, omitted, len(targets) - len(values), values)
-        if not path.wildcard and not values:
-            raise metric_not_found(spec.name, path.resource, path.name, selector_text)
-        return values
+        )
+        if len(targets) > len(values):
+            omitted[NO_VALUE] = len(targets) - len(values)
+        valid_until = warm_until
+        if isinstance(source, VersionedSource):
+            valid_until = min(valid_until, source.valid_until(spec.name, now))
+        return Answer(values, dict(omitted), valid_until)
+
+    async def warm(self, render: Render, *, recent: float = 120.0) -> int:
+        """Recompute, ahead of the next read, every cached read whose state has changed.
+
+        Only reads made in the last ``recent`` seconds are kept warm (older ones
+        are dropped), with the bodies they were served in. Nothing is recorded:
+        the self metrics count reads, not recomputations. Returns how many
+        answers were recomputed. Run after every refresh (``adapter.app`` runs it
+        every second), so an HPA's next read is a lookup.
+        """
+        recomputed = 0
+        for key, entry in self._cache.items():
+            now = self._clock()
+            if now - entry.last_read > recent or entry.origin is None:
+                self._cache.discard(key)
+                continue
+            path, label_selector = cast("tuple[MetricPath, Selector]", entry.origin)
+            catalogue = self._catalogue()
+            try:
+                spec, _ = _lookup(catalogue, path)
+            except NotFound:
+                self._cache.discard(key)
+                continue
+            source = self._sources.get(spec.source)
+            state = None if source is None else self._state(catalogue, source)
+            if state is None:
+                self._cache.discard(key)
+                continue
+            if valid(entry, state, now):
+                continue
+            try:
+                answer = await self.compute(catalogue, path, label_selector, EVERYTHING)
+            except SourceError:
+                self._cache.discard(key)
+                continue
+            for version in entry.answer.bodies:
+                answer.body(version, render)
+            if source is not None and state.same(self._state(catalogue, source)):
+                self._cache.put(key, state, self._clock(), answer, entry.origin, read=False)
+                recomputed += 1
+            await asyncio.sleep(0)  # one answer at a time: reads go in between
+        return recomputed
+
+    def _state(self, catalogue: Catalogue, source: Source) -> State | None:
+        """The state a cached answer must match, or None when it cannot be versioned."""
+        versioned = self._versioned_sources.get(id(source))
+        if versioned is None or versioned[0] is not source:  # a Protocol check is slow: once
+            versioned = (source, isinstance(source, VersionedSource))
+            self._versioned_sources[id(source)] = versioned
+        if self._versioned_pods is None or not versioned[1]:
+            return None
+        return State(
+            catalogue, self._versioned_pods.generation, cast("VersionedSource", source).version
+        )
 
     def _in_scope(
         self, path: MetricPath, kind: ResourceKind, selector: Selector
@@ -115,26 +233,29 @@ class Resolver:
             if name is not None and (path.wildcard or name == path.name):
                 yield name, pod
 
-    def _record(
-        self,
-        spec: MetricSpec,
-        omitted: Mapping[str, int],
-        no_value: int,
-        values: Sequence[MetricValue],
-    ) -> None:
-        for reason, count in omitted.items():
+    def _record(self, spec: MetricSpec, answer: Answer) -> None:
+        for reason, count in answer.omitted.items():
             self._recorder.omitted(spec.name, reason, count)
-        if no_value:
-            self._recorder.omitted(spec.name, NO_VALUE, no_value)
-        self._recorder.served(values)
+        self._recorder.served(answer.values)
+
+
+def _lookup(catalogue: Catalogue, path: MetricPath) -> tuple[MetricSpec, ResourceKind]:
+    """The metric's spec and the resource kind the path names; NotFound when not served."""
+    spec = catalogue.lookup(path.metric, path.resource, path.name)
+    kind = next(rk for rk in spec.resources if str(rk.group_resource) == path.resource)
+    if kind.scope is Scope.CLUSTER and path.namespace is not None and not path.namespace_metric:
+        raise metric_not_found(spec.name, path.resource, None if path.wildcard else path.name)
+    return spec, kind
 
 
 def _eligible(
     policy: ServingPolicy, now: float, in_scope: Iterable[tuple[str, PodInfo]]
-) -> tuple[list[tuple[str, PodInfo]], dict[str, int]]:
-    """The pods the serving policy lets carry a value, and how many were left out, by reason."""
+) -> tuple[list[tuple[str, PodInfo]], dict[str, int], float]:
+    """The pods the serving policy lets carry a value, how many were left out (by
+    reason), and the first moment a pod left out warming up becomes eligible."""
     eligible: list[tuple[str, PodInfo]] = []
     omitted: dict[str, int] = defaultdict(int)
+    warm_until = math.inf
     for name, pod in in_scope:
         if policy.omit_unready:
             if not pod.ready:
@@ -142,9 +263,18 @@ def _eligible(
                 continue
             if pod.ready_since is not None and now - pod.ready_since < policy.warmup_seconds:
                 omitted[WARMING_UP] += 1
+                ends = pod.ready_since + policy.warmup_seconds
+                warm_until = min(warm_until, _a_little_before(ends))
                 continue
         eligible.append((name, pod))
-    return eligible, omitted
+    return eligible, omitted, warm_until
+
+
+def _a_little_before(moment: float) -> float:
+    """``moment`` minus a margin far above float rounding: ``now - ready_since < warmup``
+    and ``now < ready_since + warmup`` may disagree in the last bits, and a cached
+    answer must expire no later than the uncached one would change."""
+    return moment - abs(moment) * 1e-12 - 1e-9
 
 
 def _targets(kind: ResourceKind, path: MetricPath, pods: list[tuple[str, PodInfo]]) -> list[Target]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from sys import intern
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -67,7 +69,7 @@ def pod_from_k8s(obj: Mapping[str, Any]) -> PodInfo:
     status = _mapping(obj, "status")
     ready, ready_since = _ready(status)
     return PodInfo(
-        namespace=Namespace(_required(meta, "namespace")),
+        namespace=Namespace(intern(_required(meta, "namespace"))),
         name=PodName(_required(meta, "name")),
         uid=PodUID(_required(meta, "uid")),
         labels=_labels(meta),
@@ -75,7 +77,7 @@ def pod_from_k8s(obj: Mapping[str, Any]) -> PodInfo:
         ready=ready,
         start_time=_unix_time(status.get("startTime"), "status.startTime"),
         ready_since=ready_since,
-        node_name=NodeName(node) if (node := _optional(spec, "nodeName")) else None,
+        node_name=NodeName(intern(node)) if (node := _optional(spec, "nodeName")) else None,
         pod_ip=_optional(status, "podIP") or None,
         owner=_controller(meta),
         deleting=meta.get("deletionTimestamp") is not None,
@@ -112,11 +114,12 @@ def _required(meta: Mapping[str, Any], field: str) -> str:
 
 
 def _labels(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The labels, keys and values interned: across a fleet they repeat, pod after pod."""
     labels = _mapping(meta, "labels")
     for key, value in labels.items():
         if not isinstance(value, str):
             raise PodFormatError(f"label {key!r} is not a string")
-    return dict(labels)
+    return {intern(key): intern(value) for key, value in labels.items()}
 
 
 def _ready(status: Mapping[str, Any]) -> tuple[bool, float | None]:
@@ -138,12 +141,16 @@ def _controller(meta: Mapping[str, Any]) -> OwnerRef | None:
         raise PodFormatError("metadata.ownerReferences is not a list")
     for ref in refs:
         if isinstance(ref, Mapping) and ref.get("controller") is True:
-            return OwnerRef(
-                api_version=str(ref.get("apiVersion", "")),
-                kind=str(ref.get("kind", "")),
-                name=str(ref.get("name", "")),
+            return _owner(
+                str(ref.get("apiVersion", "")), str(ref.get("kind", "")), str(ref.get("name", ""))
             )
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _owner(api_version: str, kind: str, name: str) -> OwnerRef:
+    """One shared OwnerRef per controller: a ReplicaSet's pods all point to the same one."""
+    return OwnerRef(api_version=intern(api_version), kind=intern(kind), name=intern(name))
 
 
 def _unix_time(value: object, field: str) -> float | None:
@@ -179,11 +186,12 @@ class _Store:
         self.by_node: dict[NodeName, dict[Key, PodInfo]] = {}
 
     def put(self, pod: PodInfo) -> None:
-        self.remove(pod.key)
-        self.by_key[pod.key] = pod
+        key = pod.key  # one tuple for both indexes that need one
+        self.remove(key)
+        self.by_key[key] = pod
         self.by_namespace.setdefault(pod.namespace, {})[pod.name] = pod
         if pod.node_name is not None:
-            self.by_node.setdefault(pod.node_name, {})[pod.key] = pod
+            self.by_node.setdefault(pod.node_name, {})[key] = pod
 
     def remove(self, key: Key, uid: PodUID | None = None) -> None:
         """Forget ``key``; with ``uid``, only if it is still that pod."""
@@ -210,10 +218,16 @@ class _Pods:
     def __init__(self) -> None:
         self._store = _Store()
         self._synced = asyncio.Event()
+        self._generation = 0
 
     @property
     def synced(self) -> bool:
         return self._synced.is_set()
+
+    @property
+    def generation(self) -> int:
+        """Changes on every pod event applied and every relist (``VersionedPods``)."""
+        return self._generation
 
     async def wait_synced(self) -> None:
         """Return once the first complete list is in (immediately for a file)."""
@@ -236,6 +250,7 @@ class _Pods:
 
     def _replace(self, store: _Store) -> None:
         self._store = store
+        self._generation += 1
         self._synced.set()
 
 
@@ -437,6 +452,8 @@ class PodIndex(_Pods):
         kind, obj = event.get("type"), event["object"]
         if kind == "ERROR":
             raise error_from_status(None, obj)
+        if kind in ("ADDED", "MODIFIED", "DELETED"):
+            self._generation += 1
         if kind in ("ADDED", "MODIFIED"):
             _put(self._store, obj)
         elif kind == "DELETED":

@@ -39,6 +39,7 @@ from adapter.core.errors import BadRequest
 from adapter.core.model import MetricName, NodeName, ObjectRef, Sample, Target
 from adapter.core.periodic import every
 from adapter.core.ports import Clock
+from adapter.core.readcache import Expiries
 from adapter.core.selectors import Selector
 from adapter.settings import GpuSettings
 from adapter.sources.gpu import store
@@ -106,6 +107,8 @@ class GpuSource:
             timeout=timeout, clock=clock, concurrency=concurrency, session=session
         )
         self._store: GpuStore = store.EMPTY
+        self._version = 0  # bumped on every store swap
+        self._expiries: tuple[GpuStore, Expiries] = (self._store, Expiries(()))
         self._refreshing = asyncio.Lock()
         self._failing: dict[str, str] = {}  # url -> reason, to log transitions only
         self._simulated_logged: set[NodeName] = set()
@@ -159,6 +162,20 @@ class GpuSource:
     def staleness(self) -> float:
         return self._staleness
 
+    @property
+    def version(self) -> int:
+        """Changes on every store swap (``VersionedSource``)."""
+        return self._version
+
+    def valid_until(self, metric: MetricName, now: float) -> float:
+        """The first moment after ``now`` that a node's or pod's value held now goes stale."""
+        current = self._store
+        if self._expiries[0] is not current:
+            times = [n.fresh_until for n in current.nodes.values()]
+            times += [p.fresh_until for p in current.pods.values()]
+            self._expiries = (current, Expiries(times))
+        return self._expiries[1].first_at_or_after(now)
+
     async def fetch(
         self,
         metric: MetricName,
@@ -187,6 +204,7 @@ class GpuSource:
             previous = self._store
             fresh = [self._accept(result, previous) for result in results]
             self._store = store.build(previous, (e for e in fresh if e is not None), self._clock())
+            self._version += 1
             self._discovered = len(endpoints)
             self._answering = sum(e is not None for e in fresh)
             self._durations.observe(time.perf_counter() - started)

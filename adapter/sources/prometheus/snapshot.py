@@ -19,9 +19,11 @@ it and ``Sample.family`` carries it to the served value.
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Final
 
 from adapter.core.catalogue import Aggregation
@@ -47,6 +49,11 @@ class PodValue:
     ``sample`` is None when the pod has no finite value of its own (e.g. a
     histogram without traffic in the window), while its ``buckets`` still
     count towards a merged histogram, exactly as in ``sum by (le)``.
+
+    Memory layout (10,000 pods is 180,000 buckets): the upper bounds are one
+    tuple shared by every pod with the same ``le`` set, the counts one packed
+    ``array('d')`` per pod; :attr:`buckets` pairs them on demand, which only
+    objects made of several pods need.
     """
 
     sample: Sample | None
@@ -54,12 +61,19 @@ class PodValue:
     """When the value was sampled (Prometheus' clock), even without a finite sample."""
     fresh_until: float
     """The last moment on our clock it may be served."""
-    buckets: tuple[Bucket, ...] = ()
-    """Bucket rates in the series' own unit (``scale`` converts the bounds)."""
+    bounds: tuple[float, ...] = ()
+    """Bucket upper bounds in the series' own unit (``scale`` converts them)."""
+    counts: Sequence[float] = ()
+    """Bucket rates, one per bound."""
     family: str = ""
     """The server family the value comes from ("" for rules without families)."""
     scale: Series | None = None
-    """The family series whose unit conversion applies to ``buckets``' bounds."""
+    """The family series whose unit conversion applies to the bounds."""
+
+    @property
+    def buckets(self) -> tuple[Bucket, ...]:
+        """``(upper_bound, cumulative_count)`` pairs, sorted and coalesced."""
+        return tuple(zip(self.bounds, self.counts, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +188,8 @@ def _family_part(
             None if value.sample is None else _converted(value.sample, series, family.name),
             value.timestamp,
             value.fresh_until,
-            value.buckets,
+            value.bounds,
+            value.counts,
             family.name,
             series,
         )
@@ -192,7 +207,7 @@ def _pod_key(rule: PrometheusRule, labels: Mapping[str, str]) -> PodKey | None:
     pod = labels.get(rule.labels.pod, "")
     if not namespace or not pod:
         return None
-    return (Namespace(namespace), PodName(pod))
+    return (Namespace(intern(namespace)), PodName(pod))
 
 
 def _finite(value: float) -> bool:
@@ -224,15 +239,21 @@ def _histogram_pods(
         grouped.setdefault(key, []).append((upper, row.value))
         times[key] = row.timestamp
     pods: dict[PodKey, PodValue] = {}
+    shared_bounds: dict[tuple[float, ...], tuple[float, ...]] = {}
+    shared_times: dict[float, float] = {}  # one float object per distinct time, not per pod
     for key, raw in grouped.items():
         buckets = histogram.coalesce(raw)
         value = histogram.quantile_of_coalesced(quantile, buckets)
+        bounds = tuple(upper for upper, _ in buckets)
+        bounds = shared_bounds.setdefault(bounds, bounds)
+        at = shared_times.setdefault(times[key], times[key])
         sample: Sample | None = None
         if _finite(value):
-            sample = Sample(value, times[key], window_seconds)
+            sample = Sample(value, at, window_seconds)
         else:
             dropped["nan" if math.isnan(value) else "inf"] += 1
-        pods[key] = PodValue(sample, times[key], fresh_until, buckets)
+        counts = array("d", (count for _, count in buckets))
+        pods[key] = PodValue(sample, at, fresh_until, bounds, counts)
     return pods, dropped
 
 

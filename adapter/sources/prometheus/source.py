@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
@@ -59,6 +60,7 @@ from adapter.core.errors import BadRequest, ServiceUnavailable, SourceError, Too
 from adapter.core.model import MetricName, ObjectRef, Sample, Target
 from adapter.core.periodic import every
 from adapter.core.ports import Clock
+from adapter.core.readcache import Expiries
 from adapter.core.selectors import Selector
 from adapter.sources.prometheus import snapshot
 from adapter.sources.prometheus.promql import LabelMatcher, PromQLError, matchers_from_selector
@@ -130,6 +132,8 @@ class PrometheusSource:
         self._staleness = 3 * refresh_interval if staleness is None else staleness
         self._rules: Mapping[MetricName, PrometheusRule] = _by_metric(rules)
         self._snapshot: Mapping[MetricName, RuleSnapshot] = MappingProxyType({})
+        self._version = 0  # bumped on every snapshot swap and rules update
+        self._expiries: dict[MetricName, tuple[RuleSnapshot, Expiries]] = {}
         self._refreshing = asyncio.Lock()
         ttl = refresh_interval if selector_cache_ttl is None else selector_cache_ttl
         self._selected: TTLCache[_SelectedKey, RuleSnapshot] = TTLCache(
@@ -181,8 +185,25 @@ class PrometheusSource:
         """Swap in a new rule set atomically. Removed metrics stop being served at
         once; new and changed rules are queried by the next refresh."""
         self._rules = _by_metric(rules)
+        self._version += 1
         self._selected.clear()
         self._declare_series()
+
+    @property
+    def version(self) -> int:
+        """Changes on every snapshot swap and rules update (``VersionedSource``)."""
+        return self._version
+
+    def valid_until(self, metric: MetricName, now: float) -> float:
+        """The first moment after ``now`` that a value of ``metric`` held now goes stale."""
+        current = self._snapshot.get(metric)
+        if current is None or metric not in self._rules:  # fetch answers {} until a new version
+            return math.inf
+        memo = self._expiries.get(metric)
+        if memo is None or memo[0] is not current:
+            memo = (current, Expiries(value.fresh_until for value in current.pods.values()))
+            self._expiries[metric] = memo
+        return memo[1].first_at_or_after(now)
 
     async def fetch(
         self,
@@ -216,6 +237,7 @@ class PrometheusSource:
             self._snapshot = MappingProxyType(
                 {rule.metric: snap for rule, snap in zip(rules, fresh, strict=True) if snap}
             )
+            self._version += 1
 
     async def run(self) -> None:
         """Refresh every interval until cancelled. A failed refresh is logged, not fatal."""

@@ -490,3 +490,37 @@ async def test_from_settings_and_round_metrics(collectors: Any, clock: FakeClock
     assert registry.get_sample_value("adapter_gpu_pull_duration_seconds_count") == 2
     assert registry.get_sample_value("adapter_gpu_pull_errors_total", {"reason": "timeout"}) == 0
     assert registry.get_sample_value("adapter_gpu_pods") == 1
+
+
+async def test_version_and_valid_until_tell_the_read_cache_when_answers_change(
+    collectors: Any, clock: FakeClock
+) -> None:
+    """Every round is a new version; between rounds an answer holds until the first
+    value it could contain goes stale (pod a's at T0 + 5, the rest at T0 + 15)."""
+    doc = snapshot_doc(
+        "n1",
+        [pod_doc("a", 60.0, sample_time=T0 - 10), pod_doc("b", 30.0, sample_time=T0)],
+        [50.0],
+        sampled_at=T0,
+    )
+    n1 = await collectors(doc)
+    source, _ = make([n1.url], clock)
+    try:
+        assert (source.version, source.valid_until(GPU, T0)) == (0, float("inf"))
+        await source.refresh_once()
+        assert source.version == 1
+        assert [source.valid_until(GPU, T0 + d) for d in (0, 5, 5.5, 15, 15.5)] == [
+            T0 + 5,
+            T0 + 5,
+            T0 + 15,
+            T0 + 15,
+            float("inf"),
+        ]
+        clock.advance(5)  # at T0 + 5 pod a is still served; just after, it is not
+        assert await values(source, pod_target(A), pod_target(B)) == {"Pod/a": 60.0, "Pod/b": 30.0}
+        clock.advance(0.5)
+        assert await values(source, pod_target(A), pod_target(B)) == {"Pod/b": 30.0}
+        await source.refresh_once()
+        assert source.version == 2
+    finally:
+        await source.close()

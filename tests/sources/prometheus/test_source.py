@@ -336,3 +336,32 @@ async def test_run_refreshes_until_cancelled(api: FakePrometheusAPI, clock: Fake
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(api.calls) >= 3
+
+
+async def test_version_and_valid_until_tell_the_read_cache_when_answers_change(
+    source: PrometheusSource, api: FakePrometheusAPI, clock: FakeClock
+) -> None:
+    """Every snapshot swap (even one keeping a failed rule's values) and every rules
+    update is a new version; between them an answer holds until the first value that
+    could be in it goes stale: the gauge values expire in order of their age."""
+    assert (source.version, source.valid_until(QUEUE, NOW)) == (0, math.inf)
+    await source.refresh_once()
+    assert source.version == 1
+    stale = 3 * 15.0  # the staleness bound: three refresh intervals
+    a_until, b_until = NOW + stale - 2, NOW + stale - 1  # a was 2 s old when fetched, b 1 s
+    assert [source.valid_until(QUEUE, t) for t in (NOW, a_until, a_until + 0.5, b_until)] == [
+        a_until,
+        a_until,
+        b_until,
+        b_until,
+    ]
+    assert source.valid_until(QUEUE, b_until + 0.5) == math.inf
+    assert source.valid_until(LATENCY, NOW) == NOW + stale  # one fetch time for all buckets
+    clock.now = a_until + 0.5
+    got = await source.fetch(QUEUE, [pod_target("ml", "a"), pod_target("ml", "b")], EVERYTHING)
+    assert [obj.name for obj in got] == ["b"]
+    api.fail = True
+    await source.refresh_once()
+    assert source.version == 2
+    source.update_rules([latency_rule()])
+    assert (source.version, source.valid_until(QUEUE, NOW)) == (3, math.inf)
