@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import signal
@@ -25,10 +26,18 @@ from prometheus_client import CollectorRegistry
 
 from adapter.api import handlers, middleware
 from adapter.api.auth_middleware import (
+    USER,
     access_log_middleware,
     auth_middleware,
     inflight_limit_middleware,
 )
+from adapter.api.connections import (
+    ConnectionGuard,
+    GuardedSite,
+    connection_marks,
+    limit_tls_read_buffer,
+)
+from adapter.api.logs import edge_logger
 from adapter.api.state import (
     CATALOGUE,
     EXPLAINER,
@@ -38,6 +47,7 @@ from adapter.api.state import (
     TELEMETRY,
     ReadinessCheck,
 )
+from adapter.api.target import request_target
 from adapter.api.telemetry import Telemetry
 from adapter.api.tls import ServingTLS, TLSConfigError
 from adapter.auth.authenticator import Authenticator
@@ -117,10 +127,13 @@ def build_app(parts: Parts) -> web.Application:
             middleware.observe,
             *parts.outer_middlewares,
             middleware.errors,
+            request_target,
             *parts.auth_middlewares,
         ],
         client_max_size=64 * 1024,  # we only serve GETs: no body worth more
-        handler_args=parts.limits,
+        # aiohttp's own errors (requests its parser refuses) are logged without a
+        # traceback and rate-limited: a client cannot flood the log (adapter.api.logs).
+        handler_args={"logger": edge_logger(), **parts.limits},
     )
     app[CATALOGUE] = parts.catalogue
     app[TELEMETRY] = telemetry
@@ -177,15 +190,20 @@ async def run_until_signalled(
     host: str,
     port: int,
     shutdown_timeout: float,
+    guard: ConnectionGuard,
     on_hup: Callable[[], object] | None = None,
     started: Callable[[int], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT: then stop accepting, finish in-flight requests, exit."""
+    """Serve until SIGTERM/SIGINT: then stop accepting, finish in-flight requests, exit.
+
+    Connections are accepted through ``guard`` (adapter.api.connections): capped,
+    and closed when no request head arrives within its deadline.
+    """
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
+    site = GuardedSite(runner, host, port, ssl_context=ssl_context, guard=guard)
     await site.start()
-    bound = _bound_port(runner, port)
+    bound = site.port
     log.info("serving custom.metrics.k8s.io on https://%s:%d", host, bound)
     if started is not None:
         started(bound)
@@ -203,13 +221,6 @@ async def run_until_signalled(
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         log.info("stopped")
-
-
-def _bound_port(runner: web.AppRunner, requested: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return requested
 
 
 # -- rules file ---------------------------------------------------------------------------
@@ -321,24 +332,31 @@ def _prometheus_source(
                 "(or drop them with includeDefaults: false in the rules file)"
             )
         return None
-    client = PrometheusClient(
-        TransportOptions(
-            url=prom.url,
-            bearer_token_file=_str(prom.bearer_token_file),
-            ca_file=_str(prom.ca_file),
-            cert_file=_str(prom.client_cert_file),
-            key_file=_str(prom.client_key_file),
-            headers=dict(prom.headers),
-            timeout=prom.timeout,
-            insecure_skip_verify=prom.insecure_skip_verify,
-        )
+    options = TransportOptions(
+        url=prom.url,
+        bearer_token_file=_str(prom.bearer_token_file),
+        ca_file=_str(prom.ca_file),
+        cert_file=_str(prom.client_cert_file),
+        key_file=_str(prom.client_key_file),
+        headers=dict(prom.headers),
+        timeout=prom.timeout,
+        insecure_skip_verify=prom.insecure_skip_verify,
+    )
+    # metricLabelSelector queries get their own threads and a short deadline: a hung
+    # Prometheus cannot make them wait behind the refresh, nor the refresh behind them.
+    selector_options = dataclasses.replace(
+        options,
+        timeout=min(prom.timeout, prom.selector_timeout),
+        max_concurrency=prom.selector_concurrency,
     )
     source = PrometheusSource(
-        client,
+        PrometheusClient(options),
         prometheus_rules(holder()),
         refresh_interval=prom.refresh_interval,
         staleness=prom.stale_after,
         registry=registry,
+        selector_api=PrometheusClient(selector_options),
+        selector_concurrency=prom.selector_concurrency,
     )
     holder.listeners.append(lambda catalogue: source.update_rules(prometheus_rules(catalogue)))
     return source
@@ -419,7 +437,7 @@ def _auth(settings: Settings, tls: ServingTLS, api_client: ApiClient | None) -> 
 
             lifetimes.append(trust_configmap)
     middlewares = [
-        inflight_limit_middleware(auth.max_requests_inflight),
+        inflight_limit_middleware(auth.max_requests_inflight, auth.max_selector_requests_inflight),
         auth_middleware(
             authenticator, authorizer, always_allow_paths=auth.authorization_always_allow_paths
         ),
@@ -491,18 +509,27 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             sources["prometheus"] = prometheus
             diagnosers["prometheus"] = PrometheusDiagnoser(prometheus)
             tasks.append(background("prometheus-refresh", prometheus.run))
+        guard = ConnectionGuard(
+            settings.serving.max_connections,
+            settings.serving.request_header_timeout,
+            registry,
+        )
         parts = Parts(
             catalogue=holder,
             pods=pods,
             sources=sources,
             registry=registry,
             auth_middlewares=auth.middlewares,
-            outer_middlewares=[access_log_middleware()],
+            outer_middlewares=[
+                connection_marks(guard, lambda request: USER in request),
+                access_log_middleware(),
+            ],
             cleanup_ctx=tasks,
             warm_interval=1.0,
             diagnosers=diagnosers,
         )
         app = build_app(parts)
+        limit_tls_read_buffer()
         tune_gc()
         await run_until_signalled(
             app,
@@ -510,6 +537,7 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             host=settings.serving.bind_address,
             port=settings.serving.secure_port,
             shutdown_timeout=settings.serving.shutdown_timeout,
+            guard=guard,
             on_hup=lambda: holder.reload_once(force=True),
             started=started,
         )

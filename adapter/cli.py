@@ -56,6 +56,53 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _connection_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--max-connections",
+        type=int,
+        default=ServingSettings.max_connections,
+        help="open connections at most; the oldest unauthenticated one makes room",
+    )
+    g.add_argument(
+        "--request-header-timeout",
+        type=_duration,
+        default=ServingSettings.request_header_timeout,
+        help="from accept to the first complete request head, TLS handshake included",
+    )
+
+
+def _selector_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--prometheus-selector-timeout",
+        type=_duration,
+        default=PrometheusSettings.selector_timeout,
+        help="deadline of one metricLabelSelector query",
+    )
+    g.add_argument(
+        "--prometheus-selector-concurrency",
+        type=int,
+        default=PrometheusSettings.selector_concurrency,
+        help="distinct metricLabelSelector queries at once; more get 429",
+    )
+    g.add_argument(
+        "--max-selector-requests-inflight",
+        type=int,
+        default=_AUTH_DEFAULTS.max_selector_requests_inflight,
+        help="in-flight reads with a metricLabelSelector; a budget apart from the rest",
+    )
+
+
+def _gpu_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--gpu-collector-url", action="append", default=[], help="standalone mode; repeatable"
+    )
+    g.add_argument("--gpu-collector-selector", default=GpuSettings.collector_selector)
+    g.add_argument("--gpu-collector-port", type=int, default=GpuSettings.collector_port)
+    g.add_argument("--gpu-pull-interval", type=_duration, default=GpuSettings.pull_interval)
+    g.add_argument("--gpu-stale-after", type=_duration)
+    g.add_argument("--gpu-timeout", type=_duration, default=GpuSettings.timeout)
+
+
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the custom.metrics.k8s.io API server")
     g = p.add_argument_group("serving")
@@ -67,6 +114,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--cert-dir", type=Path, help="where a generated self-signed certificate is kept"
     )
     g.add_argument("--shutdown-timeout", type=_duration, default=ServingSettings.shutdown_timeout)
+    _connection_flags(g)
     g.add_argument(
         "--self-signed-host",
         action="append",
@@ -146,15 +194,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--prometheus-refresh-interval", type=_duration, default=PrometheusSettings.refresh_interval
     )
     g.add_argument("--prometheus-stale-after", type=_duration)
-    g = p.add_argument_group("gpu collectors")
-    g.add_argument(
-        "--gpu-collector-url", action="append", default=[], help="standalone mode; repeatable"
-    )
-    g.add_argument("--gpu-collector-selector", default=GpuSettings.collector_selector)
-    g.add_argument("--gpu-collector-port", type=int, default=GpuSettings.collector_port)
-    g.add_argument("--gpu-pull-interval", type=_duration, default=GpuSettings.pull_interval)
-    g.add_argument("--gpu-stale-after", type=_duration)
-    g.add_argument("--gpu-timeout", type=_duration, default=GpuSettings.timeout)
+    _selector_flags(g)
+    _gpu_flags(p.add_argument_group("gpu collectors"))
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -279,6 +320,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             cert_dir=args.cert_dir,
             shutdown_timeout=args.shutdown_timeout,
             extra_hosts=tuple(args.extra_hosts),
+            max_connections=args.max_connections,
+            request_header_timeout=args.request_header_timeout,
         ),
         auth=AuthSettings(
             client_ca_file=args.client_ca_file,
@@ -296,6 +339,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             authorization_webhook_cache_unauthorized_ttl=args.authorization_webhook_cache_unauthorized_ttl,
             authorization_always_allow_paths=args.authorization_always_allow_paths,
             max_requests_inflight=args.max_requests_inflight,
+            max_selector_requests_inflight=args.max_selector_requests_inflight,
             standalone=args.pods_file is not None,
         ),
         kube=KubeSettings(
@@ -312,6 +356,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             insecure_skip_verify=args.prometheus_insecure_skip_verify,
             refresh_interval=args.prometheus_refresh_interval,
             stale_after=args.prometheus_stale_after,
+            selector_timeout=args.prometheus_selector_timeout,
+            selector_concurrency=args.prometheus_selector_concurrency,
         ),
         gpu=GpuSettings(
             collector_urls=tuple(args.gpu_collector_url),

@@ -28,6 +28,14 @@ class ServingSettings:
     """Seconds to finish in-flight requests after SIGTERM."""
     extra_hosts: tuple[str, ...] = ()
     """Extra names for a generated self-signed certificate (e.g. the Service DNS name)."""
+    max_connections: int = 1000
+    """Open connections at most (README: "Connections and memory" says why this default).
+    At the cap, a new connection replaces the oldest one that has not authenticated yet,
+    or is closed at once when every connection has."""
+    request_header_timeout: float = 10.0
+    """Seconds from accepting a connection to its first complete request head (TLS
+    handshake included). Later requests on an authenticated keep-alive connection
+    are bounded by the idle timeout only."""
 
 
 @dataclass(frozen=True)
@@ -55,13 +63,17 @@ class PrometheusSettings:
     headers: tuple[tuple[str, str], ...] = ()
     """Extra HTTP headers (e.g. ``X-Scope-OrgID`` for Mimir)."""
     timeout: float = 10.0
-    """Seconds per query."""
+    """Seconds per query (a deadline: no retries)."""
     insecure_skip_verify: bool = False
     """Skip server certificate verification (never in production)."""
     refresh_interval: float = 15.0
     """Seconds between snapshots: one query per rule per interval."""
     stale_after: float | None = None
     """Serve the last snapshot of a failing rule this long; default 3 x refresh_interval."""
+    selector_timeout: float = 3.0
+    """Deadline of one metricLabelSelector query (answered while the client waits)."""
+    selector_concurrency: int = 8
+    """Distinct metricLabelSelector queries in flight at once; more get 429."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,21 @@ class Settings:
     """Seconds between checks of the rules file for changes (SIGHUP reloads at once)."""
     log_level: str = "info"
 
+    def _limit_problems(self) -> list[str]:
+        checks = (
+            (self.serving.max_connections >= 1, "--max-connections must be at least 1"),
+            (self.serving.request_header_timeout > 0, "--request-header-timeout must be positive"),
+            (
+                self.prometheus.selector_timeout > 0,
+                "--prometheus-selector-timeout must be positive",
+            ),
+            (
+                self.prometheus.selector_concurrency >= 1,
+                "--prometheus-selector-concurrency must be at least 1",
+            ),
+        )
+        return [problem for ok, problem in checks if not ok]
+
     def validate(self) -> list[str]:
         problems: list[str] = []
         serving = self.serving
@@ -113,6 +140,7 @@ class Settings:
             problems.append("--prometheus-refresh-interval must be positive")
         if prom.stale_after is not None and prom.stale_after < prom.refresh_interval:
             problems.append("--prometheus-stale-after must be at least the refresh interval")
+        problems.extend(self._limit_problems())
         if self.gpu.pull_interval <= 0:
             problems.append("--gpu-pull-interval must be positive")
         for path_name, path in (

@@ -2,8 +2,11 @@
 
 Order on the request path (outermost first)::
 
-    observe -> access_log_middleware -> errors -> inflight_limit_middleware
-            -> auth_middleware -> handler
+    observe -> access_log_middleware -> errors -> request_target
+            -> inflight_limit_middleware -> auth_middleware -> handler
+
+Every one of them reads the path from ``request[TARGET]`` (adapter.api.target),
+computed once by ``request_target``.
 
 ``auth_middleware`` raises ``Unauthorized``/``Forbidden`` (``errors`` renders
 them); it stores who called and why they were let in on the request, under
@@ -24,8 +27,9 @@ Server limits live in aiohttp, not here; pass to ``web.AppRunner(app, ...)``
     )
 
 and ``web.Application(client_max_size=64 * 1024)`` (bodies: the API is GET-only).
-The TLS handshake is bounded by asyncio's ``ssl_handshake_timeout`` (60 s
-default; ``TCPSite`` does not expose it).
+The TLS handshake and the first request head are bounded together by the
+listener's request-header deadline, and the number of connections by its cap
+(``adapter.api.connections.GuardedSite``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from adapter.api.logs import RateLimit
+from adapter.api.target import TARGET, printable_target
 from adapter.api.tls import peer_certificate_der
 from adapter.auth.authenticator import Authenticator, AuthRequest
 from adapter.auth.authorizer import (
@@ -71,8 +77,10 @@ def auth_middleware(
 ) -> Middleware:
     """Authenticate (front proxy, client certificate, bearer token), then authorize.
 
-    ``always_allow_paths`` are matched exactly against the raw path and are
-    served without credentials (health probes).
+    ``always_allow_paths`` are matched exactly against the normalized target
+    path (still percent-encoded) and are served without credentials (health
+    probes). Every 401 closes its connection: a client without credentials
+    cannot hold a keep-alive connection open.
     """
     always = frozenset(always_allow_paths)
 
@@ -80,7 +88,7 @@ def auth_middleware(
     async def authenticate_and_authorize(
         request: web.Request, handler: Handler
     ) -> web.StreamResponse:
-        raw_path = request.rel_url.raw_path
+        raw_path = request[TARGET].path
         if raw_path in always:
             request[AUTHZ_SOURCE] = "always"
             return await handler(request)
@@ -103,36 +111,66 @@ def auth_middleware(
     return authenticate_and_authorize
 
 
-def inflight_limit_middleware(max_inflight: int) -> Middleware:
-    """At most ``max_inflight`` requests in the handlers at once; more -> 429 at once.
+class _Budget:
+    __slots__ = ("limit", "used")
 
-    Requests are rejected, never queued: a queue only hides overload from the
-    caller's retry logic (the HPA retries on its next sync).
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("an in-flight limit must be at least 1")
+        self.limit = limit
+        self.used = 0
+
+
+def inflight_limit_middleware(
+    max_inflight: int, max_selector_inflight: int | None = None
+) -> Middleware:
+    """Concurrency budgets; a request beyond its budget gets 429 at once.
+
+    - health probes (``/healthz``, ``/livez``, ``/readyz``): never limited;
+    - metric reads with a non-empty ``metricLabelSelector`` (they may wait on
+      Prometheus): at most ``max_selector_inflight`` (default: a quarter of
+      ``max_inflight``, at least 1);
+    - everything else (discovery, reads from memory): at most ``max_inflight``.
+
+    The budgets are separate, so reads waiting on a hung backend can never take
+    discovery or the snapshot reads down with them. Requests are rejected,
+    never queued: a queue only hides overload from the caller's retry logic
+    (the HPA retries on its next sync).
     """
-    if max_inflight < 1:
-        raise ValueError("max_inflight must be at least 1")
-    inflight = 0
+    main = _Budget(max_inflight)
+    selector = _Budget(
+        max(1, max_inflight // 4) if max_selector_inflight is None else max_selector_inflight
+    )
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        nonlocal inflight
-        if inflight >= max_inflight and request.rel_url.raw_path not in ALWAYS_ALLOW_PATHS:
+        target = request[TARGET]
+        if target.path in ALWAYS_ALLOW_PATHS:
+            return await handler(request)
+        budget = selector if target.metric_selector else main
+        if budget.used >= budget.limit:
             raise TooManyRequests("too many requests, please try again later")
-        inflight += 1
+        budget.used += 1
         try:
             return await handler(request)
         finally:
-            inflight -= 1
+            budget.used -= 1
 
     return limit
 
 
-def access_log_middleware(logger: logging.Logger = access_log) -> Middleware:
+def access_log_middleware(
+    logger: logging.Logger = access_log, anonymous_limit: RateLimit | None = None
+) -> Middleware:
     """One JSON line per request: who, what, status, latency, why allowed.
 
     Never logs headers, tokens, certificates or the query string (selectors
-    may be long; the path identifies the object).
+    may be long; the path identifies the object). Lines of requests without an
+    authenticated user (401s, 400s, probes) are rate-limited together
+    (``anonymous_limit``, default 10 per 10 s), so a client without
+    credentials cannot flood the log; the next line says how many were dropped.
     """
+    anonymous = RateLimit() if anonymous_limit is None else anonymous_limit
 
     @web.middleware
     async def log_access(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -153,8 +191,11 @@ def access_log_middleware(logger: logging.Logger = access_log) -> Middleware:
             status = response.status
             return response
         finally:
-            if logger.isEnabledFor(logging.INFO):
+            dropped = 0 if USER in request else anonymous.allow()
+            if dropped is not None and logger.isEnabledFor(logging.INFO):
                 record = access_record(request, status, time.perf_counter() - started)
+                if dropped:
+                    record["suppressed"] = dropped
                 # The fields go to the JSON formatter as top-level keys (adapter.cli).
                 logger.info(
                     "%s %s %d", request.method, record["path"], status, extra={"fields": record}
@@ -171,7 +212,7 @@ def access_record(request: web.Request, status: int, elapsed: float) -> dict[str
         "groups": list(user.groups) if user else [],
         "authn": request.get(AUTHN_METHOD),
         "verb": request.method,
-        "path": request.rel_url.raw_path[:2048],
+        "path": printable_target(request),
         "status": status,
         "latency_ms": round(elapsed * 1000, 3),
         "authz": request.get(AUTHZ_SOURCE),

@@ -1,9 +1,14 @@
-"""Route table and handlers. Each handler: parse -> resolve -> render."""
+"""Route table and handlers. Each handler: parse -> resolve -> render.
+
+Routing is done here, on ``request[TARGET]`` (adapter.api.target), the same
+object authorization and the access log use; aiohttp's router only sees one
+catch-all route.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -11,10 +16,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapter.api import wire
 from adapter.api.explain import explanation, wants_explanation
-from adapter.api.negotiation import require_json, selectors_from_query, split_raw_path
+from adapter.api.negotiation import require_json, selectors_from_query
 from adapter.api.state import CATALOGUE, READINESS, REGISTRY, RESOLVER, ROUTE
 from adapter.api.status import API_HEADERS, JSON, json_body
-from adapter.core.errors import NotFound
+from adapter.api.target import TARGET
+from adapter.core.errors import MethodNotAllowed, NotFound
 from adapter.core.model import API_GROUP, MetricValue
 from adapter.core.request import MetricPath, parse_metric_path
 
@@ -48,7 +54,8 @@ async def group(request: web.Request) -> web.Response:
 
 async def group_subtree(request: web.Request) -> web.Response:
     """Everything under ``/apis/custom.metrics.k8s.io/``: discovery or a metric read."""
-    path, query = split_raw_path(request.raw_path)
+    target = request[TARGET]
+    path, query = target.path, target.query
     request[ROUTE] = "version"
     metric_path = _parsed_path(path)
     require_json(request.headers.get("Accept"))
@@ -79,7 +86,7 @@ def _route_label(path: MetricPath) -> str:
 
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process serves HTTP. Never depends on a backend."""
-    request[ROUTE] = request.path.strip("/")
+    request[ROUTE] = request[TARGET].path.strip("/")
     return web.Response(text="ok")
 
 
@@ -107,14 +114,46 @@ async def openapi(request: web.Request) -> web.Response:
     raise NotFound("the server does not publish an OpenAPI document")
 
 
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_EXACT: dict[str, _Handler] = {
+    "/apis": apis,
+    "/apis/": apis,
+    GROUP_PATH: group,
+    GROUP_PATH + "/": group,
+    "/healthz": healthz,
+    "/livez": healthz,
+    "/readyz": readyz,
+    "/metrics": metrics,
+}
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def route(path: str) -> _Handler | None:
+    """The handler for a normalized path (``RequestTarget.path``), or None (404)."""
+    exact = _EXACT.get(path)
+    if exact is not None:
+        return exact
+    if path.startswith(GROUP_PATH + "/"):
+        return group_subtree
+    if path.startswith("/openapi/"):
+        return openapi
+    return None
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """Route on ``request[TARGET]``: unknown path 404, a known one with a method
+    other than GET or HEAD 405."""
+    handler = route(request[TARGET].path)
+    if handler is None:
+        raise NotFound("the server could not find the requested resource")
+    if request.method not in _READ_METHODS:
+        raise MethodNotAllowed(
+            f"the server does not allow this method on the requested resource ({request.method})"
+        )
+    return await handler(request)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/apis", apis, name="apis")
-    app.router.add_get("/apis/", apis)
-    app.router.add_get(GROUP_PATH, group, name="group")
-    app.router.add_get(GROUP_PATH + "/", group)
-    app.router.add_get(GROUP_PATH + "/{tail:.+}", group_subtree, name="group_subtree")
-    for probe in ("/healthz", "/livez"):
-        app.router.add_get(probe, healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/openapi/{tail:.*}", openapi)
+    """One catch-all route; :func:`dispatch` decides (on the request target)."""
+    app.router.add_route("*", "/{tail:.*}", dispatch, name="dispatch")

@@ -2,7 +2,7 @@
 
 Order on the request path (outermost first), assembled in ``adapter.app``::
 
-    observe -> access log -> errors -> authn/authz -> handler
+    observe -> access log -> errors -> request target -> budgets -> authn/authz -> handler
 
 ``errors`` is the one place where exceptions become responses: AdapterError ->
 its Status; aiohttp's own HTTP errors (no route, wrong method) -> Status; any
@@ -19,6 +19,7 @@ from aiohttp.typedefs import Handler
 
 from adapter.api.state import ROUTE, TELEMETRY
 from adapter.api.status import error_response
+from adapter.api.target import printable_target
 from adapter.core.errors import (
     AdapterError,
     BadRequest,
@@ -50,16 +51,20 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except AdapterError as e:
-        return error_response(e)
+        response = error_response(e)
+        if e.code == 401:
+            # No credentials, no keep-alive: an anonymous client cannot hold connections.
+            response.force_close()
+        return response
     except SourceError:
-        log.exception("source failed for %s", request.path)
+        log.exception("source failed for %s", printable_target(request))
         return error_response(InternalError(_GENERIC))
     except web.HTTPException as e:
         if e.status < 400:
             raise
         return error_response(_from_http_exception(e))
     except Exception:
-        log.exception("unhandled error serving %s", request.path)
+        log.exception("unhandled error serving %s", printable_target(request))
         return error_response(InternalError(_GENERIC))
 
 

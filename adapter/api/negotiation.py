@@ -36,12 +36,6 @@ def require_json(accept: str | None) -> None:
         raise NotAcceptable("only the following media types are accepted: application/json")
 
 
-def split_raw_path(raw_path: str) -> tuple[str, str]:
-    """``/a/b?x=y`` -> (``/a/b``, ``x=y``), both still percent-encoded."""
-    path, _, query = raw_path.partition("?")
-    return path, query
-
-
 def selectors_from_query(query: str) -> tuple[Selector, Selector]:
     """(labelSelector, metricLabelSelector) from a raw query string.
 

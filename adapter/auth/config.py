@@ -70,7 +70,10 @@ class AuthSettings:
     authorization_always_allow_paths: tuple[str, ...] = ("/healthz", "/readyz", "/livez")
     """--authorization-always-allow-paths: exact paths served without authn/authz."""
     max_requests_inflight: int = 400
-    """--max-requests-inflight: concurrent requests beyond this get 429."""
+    """--max-requests-inflight: concurrent requests beyond this get 429 (probes excepted)."""
+    max_selector_requests_inflight: int = 100
+    """--max-selector-requests-inflight: a separate budget for metric reads with a
+    metricLabelSelector (they may wait on Prometheus), so they never starve the rest."""
     standalone: bool = False
     """No Kubernetes API (--pods-file mode): client certificates only, all authenticated allowed."""
     configmap_namespace: str = field(default=CONFIGMAP_NAMESPACE)
@@ -114,6 +117,8 @@ class AuthSettings:
                 errors.append(f"{flag} must not be negative")
         if self.max_requests_inflight < 1:
             errors.append("--max-requests-inflight must be at least 1")
+        if self.max_selector_requests_inflight < 1:
+            errors.append("--max-selector-requests-inflight must be at least 1")
         if not self.requestheader_username_headers and self.requestheader_client_ca_file:
             errors.append("--requestheader-username-headers may not be empty")
         return errors

@@ -78,7 +78,9 @@ class Source(Protocol):
       may cost one backend query, cached briefly and shared by concurrent
       identical requests.
     - Raises ``adapter.core.errors.SourceError`` only when it cannot answer at
-      all (the request then gets a generic 500).
+      all (the request then gets a generic 500). A read that needs a backend
+      query (a metric selector) may instead raise ``TooManyRequests`` (429, its
+      budget is full) or ``ServiceUnavailable`` (503, the backend is failing).
     """
 
     @property

@@ -110,3 +110,48 @@ async def test_a_slow_client_is_disconnected(aiohttp_client: Any) -> None:
     )  # never finishes the head
     assert answer == b""  # closed by the server, without a response
     assert asyncio.get_running_loop().time() - started < 5.0
+
+
+class SelectorHangs(FakeSource):
+    """Reads with a metricLabelSelector wait (as on a hung Prometheus); others do not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.waiting = 0
+
+    async def fetch(
+        self, metric: MetricName, targets: Sequence[Target], metric_selector: Selector
+    ) -> Mapping[ObjectRef, Sample]:
+        if not metric_selector.empty:
+            self.waiting += 1
+            await self.release.wait()
+        return await super().fetch(metric, targets, metric_selector)
+
+
+async def test_selector_reads_cannot_starve_discovery_or_snapshot_reads(
+    aiohttp_client: Any,
+) -> None:
+    """The finding: with Prometheus hung, reads that each carry a metricLabelSelector
+    filled the one in-flight budget and discovery answered 429 for as long as the
+    hang lasted. Selector reads now have a budget of their own (here 1 of 2)."""
+    source = SelectorHangs()
+    client = await make(aiohttp_client, source)
+    selector_reads = [
+        asyncio.create_task(client.get(f"{G}?metricLabelSelector=model%3D{i}")) for i in range(3)
+    ]
+    while source.waiting < 1 or sum(t.done() for t in selector_reads) < 2:
+        await asyncio.sleep(0.01)
+    refused = [t.result() for t in selector_reads if t.done()]
+    held = [t for t in selector_reads if not t.done()]
+    assert [r.status for r in refused] == [429, 429]
+    assert (await refused[0].json())["message"] == "too many requests, please try again later"
+    assert refused[0].headers["Retry-After"] == "1"  # the HPA's client retries it
+    for _ in range(3):  # discovery and reads from memory go on, one after another
+        discovery = await client.get("/apis/custom.metrics.k8s.io/v1beta2")
+        assert discovery.status == 200
+        assert (await discovery.json())["groupVersion"] == "custom.metrics.k8s.io/v1beta2"
+        assert (await client.get(G)).status == 200
+        assert (await client.get("/readyz")).status == 200
+    source.release.set()
+    assert [(await t).status for t in held] == [200]

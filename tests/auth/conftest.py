@@ -22,6 +22,7 @@ from adapter.api.auth_middleware import (
     auth_middleware,
     inflight_limit_middleware,
 )
+from adapter.api.target import request_target
 from adapter.api.tls import ServingTLS
 from adapter.auth.authenticator import Authenticator
 from adapter.auth.authorizer import Authorizer, DelegatingAuthorizer
@@ -116,6 +117,7 @@ def build_app(
         middlewares=[
             access_log_middleware(),
             render_errors,
+            request_target,
             inflight_limit_middleware(max_inflight),
             auth_middleware(authenticator, authorizer),
         ]

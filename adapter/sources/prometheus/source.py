@@ -10,9 +10,22 @@ family and every other rule one query.
 
 When a rule's query fails its previous values are kept, each until it is
 older than the staleness bound (default three intervals), then they are
-gone: the HPA sees a missing metric, never a 0. A non-empty
-metricLabelSelector costs one query for (rule, selector), cached for one
-interval and shared by concurrent identical requests.
+gone: the HPA sees a missing metric, never a 0. The log says which: values
+kept (and until when), or none left to serve.
+
+A non-empty metricLabelSelector costs one query for (rule, selector), cached
+for one interval and shared by concurrent identical requests (singleflight).
+Such queries have a budget of their own, apart from the refresh:
+
+- they go through ``selector_api`` (its own threads and a short timeout);
+- at most ``selector_concurrency`` distinct ones run at once; one more is
+  refused at once with 429 (``TooManyRequests``);
+- while Prometheus is known to be failing (the last query, refresh or
+  selector, found it unreachable, past its deadline, or answering 5xx) they
+  fail fast with 503 (``ServiceUnavailable``) without a query; the next
+  successful refresh clears that, so they work again within one interval of
+  Prometheus recovering;
+- a failed query is a 503, never a 500.
 
 Self metrics (``registry``):
 
@@ -30,6 +43,7 @@ Self metrics (``registry``):
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import math
 import time
@@ -42,7 +56,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from adapter.core.errors import BadRequest, SourceError
+from adapter.core.errors import BadRequest, ServiceUnavailable, SourceError, TooManyRequests
 from adapter.core.model import MetricName, ObjectRef, Sample, Target
 from adapter.core.periodic import every
 from adapter.core.ports import Clock
@@ -52,7 +66,7 @@ from adapter.sources.prometheus import snapshot
 from adapter.sources.prometheus.promql import LabelMatcher, PromQLError, matchers_from_selector
 from adapter.sources.prometheus.rules import FamilyRule, PrometheusRule
 from adapter.sources.prometheus.snapshot import RuleSnapshot
-from adapter.sources.prometheus.transport import PrometheusAPI, PromSample
+from adapter.sources.prometheus.transport import PrometheusAPI, PrometheusUnavailable, PromSample
 
 __all__ = ["DEFAULT_REFRESH_INTERVAL", "PrometheusSource"]
 
@@ -62,6 +76,12 @@ DEFAULT_REFRESH_INTERVAL: Final = 15.0
 _QUERY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 _SelectedKey = tuple[PrometheusRule, Selector]
+
+UNAVAILABLE_MESSAGE: Final = (
+    "Prometheus is not answering: metricLabelSelector queries cannot be served until it "
+    "recovers (reads without a metricLabelSelector are served from the last snapshot)"
+)
+BUSY_MESSAGE: Final = "too many distinct metricLabelSelector queries in flight, try again later"
 
 
 class PrometheusSource:
@@ -82,6 +102,8 @@ class PrometheusSource:
         registry: CollectorRegistry | None = None,
         selector_cache_ttl: float | None = None,
         selector_cache_size: int = 256,
+        selector_api: PrometheusAPI | None = None,
+        selector_concurrency: int = 8,
         name: str = "prometheus",
     ) -> None:
         """
@@ -92,10 +114,18 @@ class PrometheusSource:
         :param registry: where the self metrics go (a fresh private one by default).
         :param selector_cache_ttl: seconds a per-selector answer is reused;
             default one refresh interval.
+        :param selector_api: the client for metricLabelSelector queries (its own
+            threads and short timeout); default ``api``.
+        :param selector_concurrency: distinct metricLabelSelector queries at once.
         """
         if refresh_interval <= 0:
             raise ValueError("refresh_interval must be positive")
+        if selector_concurrency < 1:
+            raise ValueError("selector_concurrency must be at least 1")
         self._api = api
+        self._selector_api = api if selector_api is None else selector_api
+        self._selector_concurrency = selector_concurrency
+        self._unavailable = False
         self._name = name
         self._clock = clock
         self._interval = refresh_interval
@@ -140,6 +170,11 @@ class PrometheusSource:
     @property
     def rules(self) -> Mapping[MetricName, PrometheusRule]:
         return self._rules
+
+    @property
+    def unavailable(self) -> bool:
+        """True while the last query found Prometheus not answering (fail fast)."""
+        return self._unavailable
 
     @property
     def snapshot(self) -> Mapping[MetricName, RuleSnapshot]:
@@ -219,38 +254,69 @@ class PrometheusSource:
         try:
             return await self._build(rule)
         except SourceError:
-            pass  # counted and logged by _query
+            self._log_kept(rule, previous)
         except Exception:
             self._errors.labels(metric=rule.metric).inc()
             log.exception("building the snapshot of %s failed", rule.metric)
         return previous
 
+    def _log_kept(self, rule: PrometheusRule, previous: RuleSnapshot | None) -> None:
+        """Say what a failed refresh leaves served: values until a time, or nothing."""
+        now = self._clock()
+        fresh = [v.fresh_until for v in (previous.pods.values() if previous else ()) if v.sample]
+        until = max((t for t in fresh if t >= now), default=None)
+        if until is None:
+            log.warning(
+                "query for %s failed; no values left to serve (the last ones expired)",
+                rule.metric,
+            )
+            return
+        kept = sum(1 for t in fresh if t >= now)
+        log.warning(
+            "query for %s failed; keeping the last values of %d pods, the last until %s",
+            rule.metric,
+            kept,
+            datetime.datetime.fromtimestamp(until, tz=datetime.UTC).isoformat(timespec="seconds"),
+        )
+
     async def _build(
-        self, rule: PrometheusRule, extra: Sequence[LabelMatcher] = ()
+        self,
+        rule: PrometheusRule,
+        extra: Sequence[LabelMatcher] = (),
+        api: PrometheusAPI | None = None,
     ) -> RuleSnapshot:
         """Query ``rule`` (one query, or one per family) and build its snapshot.
 
         A family rule whose queries do not all succeed raises SourceError: a
         pod must never move to a later family because an earlier one failed.
+        ``api`` defaults to the refresh client (selector queries pass their own).
         """
+        api = self._api if api is None else api
         if isinstance(rule, FamilyRule):
             vectors = await asyncio.gather(
-                *(self._query(rule, expr) for _, expr in rule.queries(extra))
+                *(self._query(rule, expr, api) for _, expr in rule.queries(extra))
             )
             return snapshot.build_families(rule, vectors, self._clock(), self._staleness)
-        vector = await self._query(rule, rule.query(extra))
+        vector = await self._query(rule, rule.query(extra), api)
         return snapshot.build(rule, vector, self._clock(), self._staleness)
 
-    async def _query(self, rule: PrometheusRule, expr: str) -> Sequence[PromSample]:
+    async def _query(
+        self, rule: PrometheusRule, expr: str, api: PrometheusAPI
+    ) -> Sequence[PromSample]:
         started = time.perf_counter()
         try:
-            return await self._api.query(expr)
+            vector = await api.query(expr)
+        except PrometheusUnavailable:
+            self._errors.labels(metric=rule.metric).inc()
+            self._unavailable = True
+            raise
         except SourceError:
             self._errors.labels(metric=rule.metric).inc()
-            log.warning("query for %s failed; keeping its last values", rule.metric)
             raise
         finally:
             self._durations.labels(metric=rule.metric).observe(time.perf_counter() - started)
+        self._unavailable = False
+        return vector
 
     async def _select(self, rule: PrometheusRule, selector: Selector) -> RuleSnapshot:
         key: _SelectedKey = (rule, selector)
@@ -263,16 +329,23 @@ class PrometheusSource:
                 matchers = matchers_from_selector(selector)
             except PromQLError as e:
                 raise BadRequest(f"invalid metricLabelSelector: {e}") from e
+            if self._unavailable:
+                raise ServiceUnavailable(UNAVAILABLE_MESSAGE)
+            if len(self._in_flight) >= self._selector_concurrency:
+                raise TooManyRequests(BUSY_MESSAGE)
             future = asyncio.ensure_future(self._query_selected(key, matchers))
             self._in_flight[key] = future
             future.add_done_callback(lambda done: self._settle(key, done))
-        # Shielded: one caller giving up does not cancel the query the others wait for.
-        return await asyncio.shield(future)
+        try:
+            # Shielded: one caller giving up does not cancel the query the others wait for.
+            return await asyncio.shield(future)
+        except SourceError as e:
+            raise ServiceUnavailable(UNAVAILABLE_MESSAGE) from e
 
     async def _query_selected(
         self, key: _SelectedKey, matchers: Sequence[LabelMatcher]
     ) -> RuleSnapshot:
-        built = await self._build(key[0], matchers)
+        built = await self._build(key[0], matchers, self._selector_api)
         self._selected[key] = built
         return built
 

@@ -9,7 +9,13 @@ the Prometheus HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics).
 Every failure (connection, TLS, timeout, HTTP status, a malformed or
 non-vector answer) becomes :class:`adapter.core.errors.SourceError` with a
 generic message; the detail, which may contain the URL and the query, is only
-logged.
+logged. Failures that say the server is not answering (connection refused or
+reset, the deadline passed, a 5xx or 429) are :class:`PrometheusUnavailable`.
+
+``timeout`` is a deadline for the whole query, waiting for a thread included,
+and nothing is retried: a query fails after ``timeout`` seconds at the latest.
+(A thread blocked on a hung server is released by requests' own read timeout,
+also ``timeout``.)
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import asyncio
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,9 +37,21 @@ from urllib3.util.retry import Retry
 
 from adapter.core.errors import SourceError
 
-__all__ = ["PromSample", "PrometheusAPI", "PrometheusClient", "TransportOptions"]
+__all__ = [
+    "PromSample",
+    "PrometheusAPI",
+    "PrometheusClient",
+    "PrometheusUnavailable",
+    "TransportOptions",
+]
 
 log = logging.getLogger(__name__)
+
+_HTTP_STATUS = re.compile(r"HTTP Status Code (\d{3})")
+
+
+class PrometheusUnavailable(SourceError):
+    """Prometheus did not answer: unreachable, past the deadline, 5xx or 429."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +94,11 @@ class TransportOptions:
     headers: Mapping[str, str] = field(default_factory=dict)
     """Extra headers on every request (e.g. ``X-Scope-OrgID`` for Mimir tenants)."""
     timeout: float = 10.0
-    """Seconds per HTTP request, connect and read each."""
+    """Deadline of one query in seconds, from the call to the answer (no retries)."""
     insecure_skip_verify: bool = False
     """Do not verify the server's certificate. For tests and emergencies only."""
     max_concurrency: int = 4
     """Queries in flight at once (threads in the pool)."""
-    retries: int = 1
-    """Retries of a failed connection or a 5xx/429 answer, with a short backoff."""
 
 
 class _BearerTokenFile(requests.auth.AuthBase):
@@ -121,12 +138,8 @@ class PrometheusClient:
             url=options.url.rstrip("/"),
             headers=dict(options.headers),
             session=_session(options),
-            retry=Retry(
-                total=options.retries,
-                backoff_factor=0.2,
-                status_forcelist=(429, 500, 502, 503, 504),
-                allowed_methods=None,
-            ),
+            # No retries: a retry would double the time a caller waits past its timeout.
+            retry=Retry(total=0, connect=0, read=0, status=0, redirect=0, status_forcelist=()),
             auth=_BearerTokenFile(options.bearer_token_file) if options.bearer_token_file else None,
             timeout=options.timeout,
         )
@@ -134,16 +147,25 @@ class PrometheusClient:
     async def query(self, expr: str, *, at: float | None = None) -> Sequence[PromSample]:
         params = {} if at is None else {"time": repr(at)}
         loop = asyncio.get_running_loop()
-        async with self._slots:
-            try:
-                result = await loop.run_in_executor(
-                    self._pool, self._connect.custom_query, expr, params
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("Prometheus query failed: %s (query: %s)", e, expr)
-                raise SourceError("the Prometheus query failed") from e
+        deadline = loop.time() + self._options.timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                async with self._slots:
+                    result = await loop.run_in_executor(
+                        self._pool, self._connect.custom_query, expr, params
+                    )
+        except TimeoutError as e:
+            log.warning(
+                "Prometheus query timed out after %.3gs (query: %s)", self._options.timeout, expr
+            )
+            raise PrometheusUnavailable("the Prometheus query timed out") from e
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("Prometheus query failed: %s (query: %s)", _short(e), expr)
+            if _unavailable(e):
+                raise PrometheusUnavailable("Prometheus is not answering") from e
+            raise SourceError("the Prometheus query failed") from e
         try:
             return _vector(result)
         except (TypeError, ValueError, KeyError, IndexError) as e:
@@ -153,6 +175,20 @@ class PrometheusClient:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._connect.close()
+
+
+def _unavailable(error: Exception) -> bool:
+    """True unless Prometheus answered and refused the query itself (a 4xx but 429)."""
+    match = _HTTP_STATUS.search(str(error))
+    if match is None:
+        return True  # connection refused or reset, TLS, a read timeout
+    status = int(match.group(1))
+    return status >= 500 or status == 429
+
+
+def _short(error: Exception) -> str:
+    text = str(error)
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def _session(options: TransportOptions) -> requests.Session:

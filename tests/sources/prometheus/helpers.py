@@ -50,6 +50,7 @@ class FakePrometheusAPI:
         self.answer = answer
         self.calls: list[str] = []
         self.fail = False
+        self.fail_as: type[SourceError] = SourceError
         self.gate: asyncio.Event | None = None
 
     async def query(self, expr: str, *, at: float | None = None) -> Sequence[PromSample]:
@@ -57,7 +58,7 @@ class FakePrometheusAPI:
         if self.gate is not None:
             await self.gate.wait()
         if self.fail:
-            raise SourceError("the Prometheus query failed")
+            raise self.fail_as("the Prometheus query failed")
         return self.answer(expr)
 
 

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from adapter.core.catalogue import Aggregation
-from adapter.core.errors import BadRequest, SourceError
+from adapter.core.errors import BadRequest, ServiceUnavailable
 from adapter.core.model import MetricName, Sample
 from adapter.core.selectors import EVERYTHING, parse_selector
 from adapter.sources.prometheus import PrometheusSource, PromSample
@@ -269,7 +269,7 @@ async def test_selector_failures_are_shared_not_cached(
     await asyncio.sleep(0.01)
     api.gate.set()
     outcomes = await asyncio.gather(*requests, return_exceptions=True)
-    assert all(isinstance(o, SourceError) for o in outcomes)
+    assert all(isinstance(o, ServiceUnavailable) for o in outcomes)  # 503, not 500
     assert len(api.calls) == 1
     api.fail = False
     assert a.obj in await source.fetch(LATENCY, [a], selector)

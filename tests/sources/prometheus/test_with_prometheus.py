@@ -311,7 +311,7 @@ def test_outage_serves_last_values_until_the_bound_then_nothing(prometheus_facto
 
 async def _outage(prom: PrometheusServer) -> None:
     clock = FakeClock(time.time())
-    client = PrometheusClient(TransportOptions(url=prom.url, timeout=10, retries=0))
+    client = PrometheusClient(TransportOptions(url=prom.url, timeout=10))
     source = PrometheusSource(client, [queue_rule()], clock=clock)
     q = pod_target("ml", "q")
     try:

@@ -1,0 +1,117 @@
+"""Log lines a client without credentials cannot flood.
+
+The finding: every request aiohttp's parser refuses was logged at ERROR with a
+traceback, and every anonymous request got an access-log line, so an
+unauthenticated client could flood the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+
+from adapter.api.auth_middleware import access_log_middleware
+from adapter.api.logs import RateLimit
+from adapter.app import Parts, build_app
+from adapter.config import build_catalogue
+from adapter.kube.pods import PodsFileIndex
+from tests.api.conftest import NOW, PODS
+from tests.fakes.source import FakeSource
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limit_lets_a_burst_through_then_one_line_per_refill() -> None:
+    clock = FakeClock()
+    limit = RateLimit(burst=3, per=3.0, clock=clock)
+    assert [limit.allow() for _ in range(5)] == [0, 0, 0, None, None]
+    clock.now = 1.0  # one token back
+    assert limit.allow() == 2  # and it says how many were dropped
+    assert limit.allow() is None
+    clock.now = 100.0
+    assert [limit.allow() for _ in range(4)] == [1, 0, 0, None]  # the bucket holds 3 at most
+
+
+async def send_raw(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def make(aiohttp_client: Any) -> TestClient[Any, Any]:
+    catalogue = build_catalogue({}, "<test>", {})
+    source = FakeSource()
+    parts = Parts(
+        catalogue=lambda: catalogue,
+        pods=PodsFileIndex(PODS),
+        sources={"prometheus": source, "gpu": source},
+        clock=lambda: NOW,
+        registry=CollectorRegistry(),
+        outer_middlewares=[access_log_middleware()],
+    )
+    client: TestClient[Any, Any] = await aiohttp_client(build_app(parts))
+    return client
+
+
+MALFORMED = [
+    b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET host:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /apis HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"\x16\x03\x01 not http at all\r\n\r\n",
+]
+
+
+async def test_malformed_requests_are_logged_rate_limited_without_traceback(
+    aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make(aiohttp_client)
+    sent = 60
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG):
+        for i in range(sent):
+            answer = await send_raw(client.port, MALFORMED[i % len(MALFORMED)])
+            assert answer.startswith(b"HTTP/1.0 400 Bad Request") or answer.startswith(
+                b"HTTP/1.1 400 Bad Request"
+            )
+    elapsed = time.monotonic() - started
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert all(r.exc_info is None for r in loud)
+    assert all(r.name == "adapter.api.edge" and r.levelno == logging.WARNING for r in loud)
+    assert all(r.getMessage().startswith("malformed request refused with 400: ") for r in loud)
+    # 10 at once, then one a second at most (RateLimit's default).
+    assert 1 <= len(loud) <= 10 + math.ceil(elapsed) + 1 < sent
+
+
+async def test_anonymous_access_log_lines_are_rate_limited(
+    aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make(aiohttp_client)
+    sent = 60
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="adapter.access"):
+        for _ in range(sent):
+            assert (await client.get("/nothing-here")).status == 404
+    elapsed = time.monotonic() - started
+    lines = [r for r in caplog.records if r.name == "adapter.access"]
+    assert 10 <= len(lines) <= 10 + math.ceil(elapsed) + 1 < sent
+    suppressed = [r.__dict__["fields"].get("suppressed", 0) for r in lines]
+    assert sum(suppressed) + len(lines) <= sent
+    assert suppressed[:10] == [0] * 10
