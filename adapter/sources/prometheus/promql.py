@@ -194,7 +194,28 @@ _GO_ESCAPES: Final[Mapping[str, str]] = {
     "\\": "\\", "'": "'", '"': '"',
 }  # fmt: skip
 _HEX_ESCAPES: Final[Mapping[str, int]] = {"x": 2, "u": 4, "U": 8}
-_RE2_UNSUPPORTED: Final = re.compile(r"\(\?(?:=|!|<=|<!|P=)|\\[1-9]")
+_LOOKAROUNDS: Final = ("?=", "?!", "?<=", "?<!", "?P=")
+
+
+def _not_re2(pattern: str) -> bool:
+    """Whether ``pattern`` uses lookaround or a backreference (Python has them, RE2 not).
+
+    Scans escapes as the regex parser does, so an escaped backslash followed by a
+    digit (``\\\\1``: a literal backslash, then 1) or an escaped parenthesis is not
+    taken for one.
+    """
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if pattern[i + 1 : i + 2] in tuple("123456789"):
+                return True
+            i += 2
+            continue
+        if c == "(" and pattern.startswith(_LOOKAROUNDS, i + 1):
+            return True
+        i += 1
+    return False
 
 
 def parse_matchers(text: str) -> tuple[LabelMatcher, ...]:
@@ -268,7 +289,7 @@ def _read_string(text: str, start: int) -> tuple[str, int]:
 
 
 def _check_regex(pattern: str) -> None:
-    if _RE2_UNSUPPORTED.search(pattern):
+    if _not_re2(pattern):
         raise PromQLError(f"{_show(pattern)}: lookaround and backreferences are not RE2")
     try:
         re.compile(pattern)

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from adapter.core.catalogue import Aggregation
@@ -271,6 +271,9 @@ async def test_metric_label_selectors_apply_to_every_family_query() -> None:
         ("{a='x', b!=\"y\",}", 'a="x",b!="y"'),
         ('a=~"v1|v2", b!~`^x\\d$`', 'a=~"v1|v2",b!~"^x\\\\d$"'),
         ('a="\\u00e9\\x41\\101\\n"', 'a="éAA\\n"'),
+        # an escaped backslash before a digit, an escaped parenthesis: literals, RE2-valid
+        ("a=~`x\\\\1`", 'a=~"x\\\\\\\\1"'),
+        ("a=~`\\(?=x`", 'a=~"\\\\(?=x"'),
     ],
 )
 def test_promql_matchers_parse_and_render(text: str, expected: str) -> None:
@@ -285,6 +288,10 @@ def test_promql_matchers_parse_and_render(text: str, expected: str) -> None:
         ("a=x", "expected a quoted value"),
         ('__name__="x"', "reserved"),
         ('a=~"("', "not a valid regex"),
+        ("a=~`(a)\\1`", "backreferences are not RE2"),
+        ("a=~`x\\\\\\1`", "backreferences are not RE2"),  # \\ then \1
+        ("a=~`a(?=b)`", "lookaround"),
+        ("a!~`(?<!b)a`", "lookaround"),
         ('a="\\q"', "unknown escape"),
         ("", "empty matcher list"),
         ('a-b="x"', "expected a matcher"),
@@ -307,6 +314,7 @@ def test_rendered_matchers_parse_back_to_the_same_value(name: str, op: MatchOp, 
     assert promql.parse_matchers(str(matcher)) == (matcher,)
 
 
+@example(name="_", op=MatchOp.RE, values=["\\1"])  # a literal backslash before a digit
 @given(
     name=st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True).filter(
         lambda n: not n.startswith("__")
