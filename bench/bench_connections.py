@@ -26,13 +26,14 @@ import shlex
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import trustme
 import yaml
+
+from adapter.demo.stack import serve_command
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -79,14 +80,7 @@ def start(src: Path, tmp: Path, port: int, extra: list[str]) -> subprocess.Popen
     env = {**os.environ, "PYTHONPATH": str(src)}
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "adapter",
-            "serve",
-            "--bind-address",
-            "127.0.0.1",
-            "--secure-port",
-            str(port),
+            *serve_command(port),
             "--cert-dir",
             str(tmp / "certs"),
             "--pods-file",

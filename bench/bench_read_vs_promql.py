@@ -49,7 +49,7 @@ from adapter.app import prometheus_rules
 from adapter.config import build_catalogue
 from adapter.demo.certs import make_client_credentials
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
-from adapter.demo.stack import free_port
+from adapter.demo.stack import free_port, serve_command
 from adapter.sources.prometheus import (
     PrometheusClient,
     PrometheusSource,
@@ -161,12 +161,7 @@ class Replica:
         self.proc = stack.enter_context(
             process(
                 [
-                    sys.executable,
-                    "-m",
-                    "adapter",
-                    "serve",
-                    "--bind-address=127.0.0.1",
-                    f"--secure-port={self.port}",
+                    *serve_command(self.port),
                     f"--cert-dir={tmp / f'{name}-certs'}",
                     f"--pods-file={tmp / 'pods.json'}",
                     f"--client-ca-file={creds.ca_file}",

@@ -193,6 +193,15 @@ def _wait_http(url: str, timeout: float, context: Any = None) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s: {last}")
 
 
+def serve_command(port: int) -> list[str]:
+    """argv that starts ``inference-metrics-adapter serve`` from this interpreter, on
+    127.0.0.1:``port`` (the demo, the end-to-end tests and the benchmarks add their flags)."""
+    return [
+        sys.executable, "-m", "adapter", "serve",
+        "--bind-address", "127.0.0.1", "--secure-port", str(port),
+    ]  # fmt: skip
+
+
 @dataclass
 class DemoStack:
     workdir: Path
@@ -347,14 +356,7 @@ class DemoStack:
 
     def _start_adapter(self) -> None:
         argv = [
-            sys.executable,
-            "-m",
-            "adapter",
-            "serve",
-            "--bind-address",
-            "127.0.0.1",
-            "--secure-port",
-            str(self.adapter_port),
+            *serve_command(self.adapter_port),
             "--cert-dir",
             str(self.workdir / "certs"),
             "--pods-file",

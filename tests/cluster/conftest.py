@@ -25,6 +25,7 @@ import yaml
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
 
 from adapter.demo.fleet import BUCKETS
+from adapter.demo.stack import serve_command
 from tests.cluster.controlplane import (
     Authority,
     ControlPlane,
@@ -425,9 +426,7 @@ def cluster(plane: ControlPlane) -> Iterator[Cluster]:
     adapter = spawn(
         "adapter",
         [
-            sys.executable, "-m", "adapter", "serve",
-            "--bind-address", "127.0.0.1",
-            "--secure-port", str(port),
+            *serve_command(port),
             "--tls-cert-file", str(serving.cert),
             "--tls-private-key-file", str(serving.key),
             "--kubeconfig", str(kubeconfig),

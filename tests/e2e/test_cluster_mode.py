@@ -25,7 +25,7 @@ import pytest
 import trustme
 import yaml
 
-from adapter.demo.stack import DemoPod, free_port, gpu_scenario
+from adapter.demo.stack import DemoPod, free_port, gpu_scenario, serve_command
 from tests.fakes.kube_api import FakeKubeServer, make_pod
 from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes
 from tests.support.kubectl import kubectl, write_kubeconfig
@@ -142,14 +142,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     with log.open("wb") as out:
         adapter = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "adapter",
-                "serve",
-                "--bind-address",
-                "127.0.0.1",
-                "--secure-port",
-                str(port),
+                *serve_command(port),
                 "--cert-dir",
                 str(tmp_path / "certs"),
                 "--kubeconfig",

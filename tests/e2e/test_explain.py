@@ -27,7 +27,7 @@ import pytest
 import trustme
 
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
-from adapter.demo.stack import free_port
+from adapter.demo.stack import free_port, serve_command
 from tests.fakes.kube_api import FakeKubeServer, make_pod
 from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes
 from tests.fakes.kube_workloads_api import Aggregated, WorkloadsState, add_workload_routes
@@ -129,8 +129,7 @@ async def scene(tmp_path: Path, prom: PrometheusServer) -> AsyncIterator[Scene]:
     log = tmp_path / "adapter.log"
     with log.open("wb") as out:
         adapter = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "adapter", "serve",
-            "--bind-address", "127.0.0.1", "--secure-port", str(port),
+            *serve_command(port),
             "--cert-dir", str(tmp_path / "certs"),
             "--kubeconfig", str(fake.write_kubeconfig(tmp_path / "adapter-kubeconfig")),
             "--prometheus-url", prom.url,

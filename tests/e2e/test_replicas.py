@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import pytest
 import requests
 
 from adapter.demo.certs import make_client_credentials
-from adapter.demo.stack import free_port
+from adapter.demo.stack import free_port, serve_command
 
 T = 1_800_000_000.0
 PODS = [f"llm-5f6d7c8b9-{i:05d}" for i in range(5)]
@@ -118,12 +117,7 @@ class Replica:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "adapter",
-                    "serve",
-                    "--bind-address=127.0.0.1",
-                    f"--secure-port={self.port}",
+                    *serve_command(self.port),
                     f"--cert-dir={tmp / f'{name}-certs'}",
                     f"--pods-file={tmp / 'pods.json'}",
                     f"--client-ca-file={creds.ca_file}",

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from adapter.demo.certs import make_client_credentials
-from adapter.demo.stack import demo_pods, free_port, pod_list
+from adapter.demo.stack import demo_pods, free_port, pod_list, serve_command
 from tests.support.kubectl import kubectl, write_kubeconfig
 
 RULES_V1 = {
@@ -53,14 +53,7 @@ class Adapter:
         self.log = (tmp / "adapter.log").open("wb")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "adapter",
-                "serve",
-                "--bind-address",
-                "127.0.0.1",
-                "--secure-port",
-                str(self.port),
+                *serve_command(self.port),
                 "--cert-dir",
                 str(tmp / "certs"),
                 "--pods-file",

@@ -40,7 +40,7 @@ import aiohttp
 import yaml
 
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
-from adapter.demo.stack import DemoPod, free_port, gpu_scenario
+from adapter.demo.stack import DemoPod, free_port, gpu_scenario, serve_command
 from tests.fakes.kube_api import FakeKubeServer, make_pod
 from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes
 from tests.support.prometheus_server import PrometheusServer
@@ -296,14 +296,7 @@ def running_stack(tmp: Path) -> Iterator[Stack]:
         with log.open("wb") as out:
             adapter = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "adapter",
-                    "serve",
-                    "--bind-address",
-                    "127.0.0.1",
-                    "--secure-port",
-                    str(port),
+                    *serve_command(port),
                     "--cert-dir",
                     str(tmp / "certs"),
                     "--kubeconfig",
