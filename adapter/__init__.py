@@ -2,7 +2,8 @@
 
 Request path, top to bottom::
 
-    TLS -> adapter.api.middleware (errors -> access log -> authn -> authz)
+    TLS -> adapter.api.middleware (chain: observe -> access log -> errors -> target
+           -> budget -> authn/authz)
         -> adapter.api.routes -> adapter.api.handlers
         -> adapter.core.resolver (pod index + source snapshots)
         -> adapter.core.quantity -> adapter.api.wire -> JSON

@@ -24,13 +24,7 @@ from aiohttp.typedefs import Middleware
 from kubernetes.aio.client import ApiClient
 from prometheus_client import CollectorRegistry
 
-from adapter.api import handlers, middleware
-from adapter.api.auth_middleware import (
-    USER,
-    access_log_middleware,
-    auth_middleware,
-    inflight_limit_middleware,
-)
+from adapter.api import handlers
 from adapter.api.connections import (
     ConnectionGuard,
     GuardedSite,
@@ -38,6 +32,13 @@ from adapter.api.connections import (
     limit_tls_read_buffer,
 )
 from adapter.api.logs import edge_logger
+from adapter.api.middleware import (
+    USER,
+    access_log_middleware,
+    auth_middleware,
+    chain,
+    inflight_limit_middleware,
+)
 from adapter.api.state import (
     CATALOGUE,
     EXPLAINER,
@@ -47,7 +48,6 @@ from adapter.api.state import (
     TELEMETRY,
     ReadinessCheck,
 )
-from adapter.api.target import request_target
 from adapter.api.telemetry import Telemetry
 from adapter.api.tls import ServingTLS, TLSConfigError
 from adapter.auth.authenticator import Authenticator
@@ -56,7 +56,6 @@ from adapter.auth.config import ConfigMapWatcher, TrustLoader
 from adapter.auth.kube import KubeAuthClient
 from adapter.auth.tokens import TokenAuthenticator
 from adapter.auth.trust import TrustState
-from adapter.config import CatalogueHolder, ConfigError
 from adapter.core.catalogue import Catalogue, MetricSpec
 from adapter.core.explain import Diagnoser, Explainer
 from adapter.core.periodic import every
@@ -66,6 +65,7 @@ from adapter.kube import credentials as kube_credentials
 from adapter.kube.errors import KubeConfigError, PodsFileError
 from adapter.kube.listwatch import KubePodsAPI
 from adapter.kube.pods import PodIndex, PodsFileIndex
+from adapter.rulesfile import CatalogueHolder, ConfigError
 from adapter.settings import Settings
 from adapter.sources.gpu.discovery import CollectorDiscovery, PodDiscovery, StaticDiscovery
 from adapter.sources.gpu.source import GpuSource
@@ -105,9 +105,8 @@ class Parts:
     registry: CollectorRegistry = field(
         default_factory=lambda: CollectorRegistry(auto_describe=True)
     )
-    # Auth and access-log middlewares go here, innermost last (see adapter.api.middleware).
-    auth_middlewares: Sequence[Middleware] = ()
-    outer_middlewares: Sequence[Middleware] = ()
+    # The request path, outermost first, as ``adapter.api.middleware.chain`` orders it.
+    middlewares: Sequence[Middleware] = field(default_factory=chain)
     readiness: list[ReadinessCheck] = field(default_factory=list)
     limits: dict[str, Any] = field(default_factory=lambda: dict(SERVER_LIMITS))
     cleanup_ctx: list[Callable[[web.Application], AsyncIterator[None]]] = field(
@@ -123,13 +122,7 @@ def build_app(parts: Parts) -> web.Application:
     """The aiohttp application over ``parts``; no I/O happens here."""
     telemetry = Telemetry(parts.registry, parts.clock)
     app = web.Application(
-        middlewares=[
-            middleware.observe,
-            *parts.outer_middlewares,
-            middleware.errors,
-            request_target,
-            *parts.auth_middlewares,
-        ],
+        middlewares=parts.middlewares,
         client_max_size=64 * 1024,  # we only serve GETs: no body worth more
         # aiohttp's own errors (requests its parser refuses) are logged without a
         # traceback and rate-limited: a client cannot flood the log (adapter.api.logs).
@@ -388,7 +381,8 @@ def _str(path: Path | None) -> str | None:
 
 @dataclass
 class AuthParts:
-    middlewares: list[Middleware]
+    budget: Middleware
+    auth: Middleware
     lifetimes: list[Callable[[web.Application], AsyncIterator[None]]]
 
 
@@ -436,13 +430,15 @@ def _auth(settings: Settings, tls: ServingTLS, api_client: ApiClient | None) -> 
                     yield
 
             lifetimes.append(trust_configmap)
-    middlewares = [
-        inflight_limit_middleware(auth.max_requests_inflight, auth.max_selector_requests_inflight),
-        auth_middleware(
+    return AuthParts(
+        budget=inflight_limit_middleware(
+            auth.max_requests_inflight, auth.max_selector_requests_inflight
+        ),
+        auth=auth_middleware(
             authenticator, authorizer, always_allow_paths=auth.authorization_always_allow_paths
         ),
-    ]
-    return AuthParts(middlewares, lifetimes)
+        lifetimes=lifetimes,
+    )
 
 
 async def _pod_lister(
@@ -519,11 +515,12 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
             pods=pods,
             sources=sources,
             registry=registry,
-            auth_middlewares=auth.middlewares,
-            outer_middlewares=[
-                connection_marks(guard, lambda request: USER in request),
-                access_log_middleware(),
-            ],
+            middlewares=chain(
+                connection_marks=connection_marks(guard, lambda request: USER in request),
+                access_log=access_log_middleware(),
+                budget=auth.budget,
+                auth=auth.auth,
+            ),
             cleanup_ctx=tasks,
             warm_interval=1.0,
             diagnosers=diagnosers,

@@ -401,7 +401,7 @@ def _check_config(args: argparse.Namespace) -> int:
     With ``--prometheus-url``, then one refresh: per metric, the pods each family won.
     """
     from adapter.app import catalogue_holder, family_winners, prometheus_queries  # noqa: PLC0415
-    from adapter.config import ConfigError  # noqa: PLC0415
+    from adapter.rulesfile import ConfigError  # noqa: PLC0415
 
     try:
         catalogue = catalogue_holder(args.config, tuple(args.presets) or None)()
@@ -473,8 +473,8 @@ def _convert_rules(args: argparse.Namespace) -> int:
     Exit 0 when everything was converted, 3 when some forms were listed, 1 on
     unreadable input or a failed series listing.
     """
-    from adapter.config import ConfigError  # noqa: PLC0415
     from adapter.convert import convert  # noqa: PLC0415
+    from adapter.rulesfile import ConfigError  # noqa: PLC0415
 
     lister = None
     if args.prometheus_url:

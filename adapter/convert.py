@@ -38,7 +38,7 @@ from typing import Any, Final
 
 import yaml
 
-from adapter.config import ConfigError, ConfigIssue, parse_yaml_with_lines
+from adapter.rulesfile import ConfigError, ConfigIssue, parse_yaml_with_lines
 
 __all__ = ["Conversion", "SeriesLister", "Untranslatable", "convert"]
 

@@ -41,7 +41,7 @@ from kubernetes.aio.client import ApiClient, Configuration
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapter.api.auth_middleware import auth_middleware
+from adapter.api.middleware import auth_middleware
 from adapter.api.tls import ServingTLS
 from adapter.auth.authenticator import Authenticator
 from adapter.auth.authorizer import DelegatingAuthorizer

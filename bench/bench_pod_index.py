@@ -27,12 +27,12 @@ from prometheus_client import CollectorRegistry
 from adapter.api.handlers import render_metric_value_list
 from adapter.api.telemetry import Telemetry
 from adapter.app import tune_gc
-from adapter.config import build_catalogue
 from adapter.core.model import Sample
 from adapter.core.request import parse_metric_path
 from adapter.core.resolver import Resolver
 from adapter.core.selectors import EVERYTHING, parse_selector
 from adapter.kube.pods import PodIndex
+from adapter.rulesfile import build_catalogue
 
 PAGE = 500
 

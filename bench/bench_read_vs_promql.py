@@ -46,10 +46,10 @@ import urllib3
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapter.app import prometheus_rules
-from adapter.config import build_catalogue
 from adapter.demo.certs import make_client_credentials
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
 from adapter.demo.stack import free_port, serve_command
+from adapter.rulesfile import build_catalogue
 from adapter.sources.prometheus import (
     PrometheusClient,
     PrometheusSource,

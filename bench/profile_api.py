@@ -24,11 +24,11 @@ from api_server import StaticSource, make_pods
 
 from adapter.api.handlers import render_metric_value_list
 from adapter.api.telemetry import Telemetry
-from adapter.config import build_catalogue
 from adapter.core.request import parse_metric_path
 from adapter.core.resolver import Resolver
 from adapter.core.selectors import EVERYTHING, parse_selector
 from adapter.kube.pods import PodsFileIndex
+from adapter.rulesfile import build_catalogue
 
 PODS = int(sys.argv[1]) if len(sys.argv) > 1 else 100
 pods = make_pods(PODS)

@@ -1,7 +1,7 @@
 """The metric catalogue: which metrics exist, for which resources, from which source.
 
 The catalogue drives discovery and 404s. It is immutable; a config reload
-builds a new one and swaps it in (see ``adapter.config``), so a request always
+builds a new one and swaps it in (see ``adapter.rulesfile``), so a request always
 sees one consistent catalogue.
 """
 

@@ -10,9 +10,9 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from adapter.app import Parts, build_app
-from adapter.config import build_catalogue
 from adapter.core.model import Namespace, NodeName, OwnerRef, PodInfo, PodName, PodUID
 from adapter.kube.pods import PodsFileIndex
+from adapter.rulesfile import build_catalogue
 from tests.fakes.source import FakeSource
 
 NOW = 1_800_000_000.0

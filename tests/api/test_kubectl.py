@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from adapter.api.tls import ServingTLS
 from adapter.app import Parts, build_app
-from adapter.config import build_catalogue
 from adapter.kube.pods import PodsFileIndex
+from adapter.rulesfile import build_catalogue
 from tests.api.conftest import NOW, PODS, RULES
 from tests.fakes.source import FakeSource
 from tests.support.kubectl import kubectl, write_kubeconfig

@@ -9,12 +9,12 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
-from adapter.api.auth_middleware import inflight_limit_middleware
+from adapter.api.middleware import chain, inflight_limit_middleware
 from adapter.app import SERVER_LIMITS, Parts, build_app
-from adapter.config import build_catalogue
 from adapter.core.model import MetricName, ObjectRef, Sample, Target
 from adapter.core.selectors import Selector
 from adapter.kube.pods import PodsFileIndex
+from adapter.rulesfile import build_catalogue
 from tests.api.conftest import NOW, PODS
 from tests.fakes.source import FakeSource
 
@@ -43,7 +43,7 @@ async def make(aiohttp_client: Any, source: FakeSource, **limits: Any) -> TestCl
         sources={"prometheus": source, "gpu": source},
         clock=lambda: NOW,
         registry=CollectorRegistry(),
-        auth_middlewares=[inflight_limit_middleware(2)],
+        middlewares=chain(budget=inflight_limit_middleware(2)),
         limits={**SERVER_LIMITS, **limits},
     )
     client: TestClient[Any, Any] = await aiohttp_client(build_app(parts))

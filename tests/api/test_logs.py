@@ -17,11 +17,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
-from adapter.api.auth_middleware import access_log_middleware
 from adapter.api.logs import RateLimit
+from adapter.api.middleware import access_log_middleware, chain
 from adapter.app import Parts, build_app
-from adapter.config import build_catalogue
 from adapter.kube.pods import PodsFileIndex
+from adapter.rulesfile import build_catalogue
 from tests.api.conftest import NOW, PODS
 from tests.fakes.source import FakeSource
 
@@ -65,7 +65,7 @@ async def make(aiohttp_client: Any) -> TestClient[Any, Any]:
         sources={"prometheus": source, "gpu": source},
         clock=lambda: NOW,
         registry=CollectorRegistry(),
-        outer_middlewares=[access_log_middleware()],
+        middlewares=chain(access_log=access_log_middleware()),
     )
     client: TestClient[Any, Any] = await aiohttp_client(build_app(parts))
     return client

@@ -19,9 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from adapter.api.auth_middleware import (
+from adapter.api.middleware import (
     access_log_middleware,
     auth_middleware,
+    chain,
     inflight_limit_middleware,
 )
 from adapter.api.target import RequestTarget, parse_target
@@ -30,9 +31,9 @@ from adapter.auth.authenticator import Authenticated, Authenticator, AuthRequest
 from adapter.auth.authorizer import Decision, RequestAttributes
 from adapter.auth.trust import TrustState
 from adapter.auth.user import UserInfo
-from adapter.config import build_catalogue
 from adapter.core.errors import BadRequest
 from adapter.kube.pods import PodsFileIndex
+from adapter.rulesfile import build_catalogue
 from tests.api.conftest import NOW, PODS
 from tests.fakes.source import FakeSource
 
@@ -85,11 +86,11 @@ async def served(
         sources={"prometheus": source, "gpu": source},
         clock=lambda: NOW,
         registry=CollectorRegistry(),
-        auth_middlewares=[
-            inflight_limit_middleware(10),
-            auth_middleware(AlwaysAlice(), authorizer),
-        ],
-        outer_middlewares=[access_log_middleware(logger)],
+        middlewares=chain(
+            access_log=access_log_middleware(logger),
+            budget=inflight_limit_middleware(10),
+            auth=auth_middleware(AlwaysAlice(), authorizer),
+        ),
     )
     client: TestClient[Any, Any] = await aiohttp_client(build_app(parts))
     yield client, authorizer, records

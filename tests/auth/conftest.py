@@ -14,7 +14,7 @@ import trustme
 from aiohttp import web
 from kubernetes.aio.client import ApiClient, Configuration
 
-from adapter.api.auth_middleware import (
+from adapter.api.middleware import (
     AUTHN_METHOD,
     AUTHZ_SOURCE,
     USER,

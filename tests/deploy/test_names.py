@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from adapter import cli as adapter_cli
-from adapter.config import BUILTIN_METRICS
 from adapter.core.catalogue import resource_kind
+from adapter.rulesfile import BUILTIN_METRICS
 from adapter.settings import GpuSettings, ServingSettings
 from adapter.sources.prometheus.families import FAMILIES
 from collectors.gpu import cli as collector_cli

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from adapter.config import BUILTIN_METRICS
+from adapter.rulesfile import BUILTIN_METRICS
 from adapter.sources.prometheus.families import FAMILIES
 
 from .support import DEPLOY, manifest_files

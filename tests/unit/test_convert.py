@@ -9,8 +9,8 @@ import pytest
 
 from adapter.app import catalogue_holder, prometheus_queries
 from adapter.cli import main
-from adapter.config import ConfigError
 from adapter.convert import Untranslatable, convert
+from adapter.rulesfile import ConfigError
 
 HERE = Path(__file__).parent / "convert"
 

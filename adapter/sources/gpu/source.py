@@ -42,10 +42,10 @@ from adapter.core.ports import Clock
 from adapter.core.readcache import Expiries
 from adapter.core.selectors import Selector
 from adapter.settings import GpuSettings
-from adapter.sources.gpu import store
+from adapter.sources.gpu import snapshot as gpu_snapshot
 from adapter.sources.gpu.discovery import CollectorDiscovery
 from adapter.sources.gpu.puller import DEFAULT_CONCURRENCY, REASONS, Puller, PullResult
-from adapter.sources.gpu.store import GpuStore, NodeEntry
+from adapter.sources.gpu.snapshot import GpuStore, NodeEntry
 
 __all__ = ["DEFAULT_PULL_INTERVAL", "GPU_UTILIZATION", "GpuSource"]
 
@@ -106,7 +106,7 @@ class GpuSource:
         self._puller = Puller(
             timeout=timeout, clock=clock, concurrency=concurrency, session=session
         )
-        self._store: GpuStore = store.EMPTY
+        self._store: GpuStore = gpu_snapshot.EMPTY
         self._version = 0  # bumped on every store swap
         self._expiries: tuple[GpuStore, Expiries] = (self._store, Expiries(()))
         self._refreshing = asyncio.Lock()
@@ -189,7 +189,7 @@ class GpuSource:
             )
         if metric != GPU_UTILIZATION:
             return {}
-        return store.answer(self._store, targets, self._clock())
+        return gpu_snapshot.answer(self._store, targets, self._clock())
 
     async def refresh_once(self) -> None:
         """Pull every discovered collector once and swap in the new store.
@@ -203,7 +203,9 @@ class GpuSource:
             results = await self._puller.pull_all(endpoints)
             previous = self._store
             fresh = [self._accept(result, previous) for result in results]
-            self._store = store.build(previous, (e for e in fresh if e is not None), self._clock())
+            self._store = gpu_snapshot.build(
+                previous, (e for e in fresh if e is not None), self._clock()
+            )
             self._version += 1
             self._discovered = len(endpoints)
             self._answering = sum(e is not None for e in fresh)
@@ -243,7 +245,7 @@ class GpuSource:
         if snapshot.simulated and node not in self._simulated_logged:
             self._simulated_logged.add(node)
             log.warning("GPU collector %s (node %s) serves SIMULATED data", url, node)
-        return store.entry(
+        return gpu_snapshot.entry(
             node,
             url,
             snapshot,

@@ -1,4 +1,4 @@
-"""The GPU source's immutable store: the last good snapshot of every node, and answers.
+"""The GPU source's snapshot: the last good report of every node, immutable, and its answers.
 
 Staleness is measured on the adapter's own clock, never by comparing a
 collector's timestamps with ours, so clock skew between nodes cannot drop or

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from adapter.app import catalogue_holder
-from adapter.config import ConfigError, load_catalogue
 from adapter.core.catalogue import Aggregation, Catalogue
 from adapter.core.errors import NotFound
+from adapter.rulesfile import ConfigError, load_catalogue
 
 
 def write(tmp_path: Path, text: str) -> Path:
