@@ -8,7 +8,7 @@ Request path, top to bottom::
         -> adapter.core.resolver (pod index + source snapshots)
         -> adapter.core.quantity -> adapter.api.wire -> JSON
 
-Background work (never on the request path): adapter.kube.pods (list+watch),
+Background work (never on the request path): adapter.kube.podindex (list+watch),
 adapter.sources.* (periodic snapshots). adapter.app is the composition root.
 """
 

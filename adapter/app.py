@@ -64,7 +64,8 @@ from adapter.core.resolver import Resolver
 from adapter.kube import credentials as kube_credentials
 from adapter.kube.errors import KubeConfigError, PodsFileError
 from adapter.kube.listwatch import KubePodsAPI
-from adapter.kube.pods import PodIndex, PodsFileIndex
+from adapter.kube.podindex import PodIndex
+from adapter.kube.podsfile import PodsFileIndex
 from adapter.rulesfile import CatalogueHolder, ConfigError
 from adapter.settings import Settings
 from adapter.sources.gpu.discovery import CollectorDiscovery, PodDiscovery, StaticDiscovery

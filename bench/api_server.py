@@ -42,7 +42,7 @@ from adapter.core.model import (
     Target,
 )
 from adapter.core.selectors import Selector
-from adapter.kube.pods import PodsFileIndex
+from adapter.kube.podsfile import PodsFileIndex
 from adapter.rulesfile import build_catalogue
 from adapter.sources.prometheus.source import PrometheusSource
 from adapter.sources.prometheus.transport import PromSample

@@ -31,7 +31,7 @@ from adapter.core.model import Sample
 from adapter.core.request import parse_metric_path
 from adapter.core.resolver import Resolver
 from adapter.core.selectors import EVERYTHING, parse_selector
-from adapter.kube.pods import PodIndex
+from adapter.kube.podindex import PodIndex
 from adapter.rulesfile import build_catalogue
 
 PAGE = 500

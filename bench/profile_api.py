@@ -27,7 +27,7 @@ from adapter.api.telemetry import Telemetry
 from adapter.core.request import parse_metric_path
 from adapter.core.resolver import Resolver
 from adapter.core.selectors import EVERYTHING, parse_selector
-from adapter.kube.pods import PodsFileIndex
+from adapter.kube.podsfile import PodsFileIndex
 from adapter.rulesfile import build_catalogue
 
 PODS = int(sys.argv[1]) if len(sys.argv) > 1 else 100

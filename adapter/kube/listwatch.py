@@ -5,7 +5,7 @@ and gets plain dicts back. ``KubePodsAPI`` is the real one, on top of the
 ``kubernetes.aio`` client with ``_without_preload_content`` so no generated
 model is ever built (a page of 500 pods as models costs several times the JSON,
 and we keep a dozen fields of each). This module knows the List and watch-event
-envelopes, never the Pod schema: that lives in ``adapter.kube.pods`` alone.
+envelopes, never the Pod schema: that lives in ``adapter.kube.podinfo`` alone.
 
 Every failure leaves here as an ``adapter.kube.errors`` exception.
 """

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from adapter.app import Parts, build_app
 from adapter.core.model import Namespace, NodeName, OwnerRef, PodInfo, PodName, PodUID
-from adapter.kube.pods import PodsFileIndex
+from adapter.kube.podsfile import PodsFileIndex
 from adapter.rulesfile import build_catalogue
 from tests.fakes.source import FakeSource
 

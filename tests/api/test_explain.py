@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from adapter.api.explain import wants_explanation
 from adapter.app import Parts, build_app
-from adapter.kube.pods import PodsFileIndex
+from adapter.kube.podsfile import PodsFileIndex
 from adapter.rulesfile import build_catalogue
 from tests.api.conftest import NOW, PODS, RULES, ClientFactory
 from tests.fakes.source import FakeSource

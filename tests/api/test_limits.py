@@ -13,7 +13,7 @@ from adapter.api.middleware import chain, inflight_limit_middleware
 from adapter.app import SERVER_LIMITS, Parts, build_app
 from adapter.core.model import MetricName, ObjectRef, Sample, Target
 from adapter.core.selectors import Selector
-from adapter.kube.pods import PodsFileIndex
+from adapter.kube.podsfile import PodsFileIndex
 from adapter.rulesfile import build_catalogue
 from tests.api.conftest import NOW, PODS
 from tests.fakes.source import FakeSource

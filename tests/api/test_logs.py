@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from adapter.api.logs import RateLimit
 from adapter.api.middleware import access_log_middleware, chain
 from adapter.app import Parts, build_app
-from adapter.kube.pods import PodsFileIndex
+from adapter.kube.podsfile import PodsFileIndex
 from adapter.rulesfile import build_catalogue
 from tests.api.conftest import NOW, PODS
 from tests.fakes.source import FakeSource

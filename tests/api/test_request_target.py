@@ -32,7 +32,7 @@ from adapter.auth.authorizer import Decision, RequestAttributes
 from adapter.auth.trust import TrustState
 from adapter.auth.user import UserInfo
 from adapter.core.errors import BadRequest
-from adapter.kube.pods import PodsFileIndex
+from adapter.kube.podsfile import PodsFileIndex
 from adapter.rulesfile import build_catalogue
 from tests.api.conftest import NOW, PODS
 from tests.fakes.source import FakeSource

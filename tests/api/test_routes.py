@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from adapter.kube.pods import PodsFileIndex
+from adapter.kube.podsfile import PodsFileIndex
 from tests.api.conftest import ClientFactory
 from tests.fakes.source import FakeSource
 

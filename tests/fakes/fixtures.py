@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from adapter.kube.backoff import Backoff
 from adapter.kube.credentials import connect
 from adapter.kube.listwatch import KubePodsAPI
-from adapter.kube.pods import Backoff, PodIndex
+from adapter.kube.podindex import PodIndex
 from tests.fakes.kube_api import FakeKubeServer, FakeKubeState
 
 

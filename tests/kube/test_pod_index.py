@@ -17,6 +17,7 @@ import yaml
 from aiohttp import web
 
 from adapter.core.model import Namespace, NodeName, OwnerRef, PodName
+from adapter.kube.backoff import Backoff
 from adapter.kube.credentials import connect
 from adapter.kube.errors import (
     KubeAPIError,
@@ -27,7 +28,9 @@ from adapter.kube.errors import (
     ResourceExpired,
 )
 from adapter.kube.listwatch import KubePodsAPI
-from adapter.kube.pods import Backoff, PodIndex, PodsFileIndex, load_pods_file, pod_from_k8s
+from adapter.kube.podindex import PodIndex
+from adapter.kube.podinfo import pod_from_k8s
+from adapter.kube.podsfile import PodsFileIndex, load_pods_file
 from tests.fakes.kube_api import STATE, FakeKubeServer, FakeKubeState, make_pod
 
 T0 = 1714564800.0  # 2024-05-01T12:00:00Z

@@ -28,7 +28,7 @@ from adapter.core.readcache import Answer, Expiries, ReadCache, State
 from adapter.core.request import parse_metric_path
 from adapter.core.resolver import Resolver
 from adapter.core.selectors import EVERYTHING, parse_selector
-from adapter.kube.pods import PodIndex
+from adapter.kube.podindex import PodIndex
 from adapter.rulesfile import build_catalogue
 from adapter.sources.prometheus.source import PrometheusSource
 from adapter.sources.prometheus.transport import PromSample

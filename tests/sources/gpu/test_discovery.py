@@ -6,7 +6,7 @@ import pytest
 
 from adapter.core.model import Namespace, NodeName, PodInfo, PodName
 from adapter.core.selectors import SelectorError
-from adapter.kube.pods import PodsFileIndex
+from adapter.kube.podsfile import PodsFileIndex
 from adapter.settings import GpuSettings
 from adapter.sources.gpu.discovery import (
     CollectorEndpoint,

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from adapter.core.errors import BadRequest
 from adapter.core.model import MetricName, NodeName
 from adapter.core.selectors import EVERYTHING, parse_selector
-from adapter.kube.pods import PodsFileIndex
+from adapter.kube.podsfile import PodsFileIndex
 from adapter.settings import GpuSettings
 from adapter.sources.gpu import GpuSource, PodDiscovery, StaticDiscovery
 from adapter.sources.gpu.discovery import CollectorEndpoint
