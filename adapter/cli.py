@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adapter import __version__
-from adapter.auth.config import AuthSettings
 from adapter.core.durations import parse_duration
 from adapter.settings import (
+    AuthSettings,
     GpuSettings,
     KubeSettings,
     PrometheusSettings,

@@ -17,17 +17,14 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from adapter.auth.errors import KubeAuthError
 from adapter.auth.trust import RequestHeaderConfig, TrustConfig, TrustState
+from adapter.settings import AuthSettings
 
 log = logging.getLogger(__name__)
 
-CONFIGMAP_NAMESPACE = "kube-system"
-CONFIGMAP_NAME = "extension-apiserver-authentication"
 _LIST_KEYS = {
     "requestheader-allowed-names": "allowed_names",
     "requestheader-username-headers": "username_headers",
@@ -35,93 +32,6 @@ _LIST_KEYS = {
     "requestheader-extra-headers-prefix": "extra_headers_prefixes",
     "requestheader-uid-headers": "uid_headers",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class AuthSettings:
-    """Authentication and authorization flags (names as kube-apiserver's)."""
-
-    client_ca_file: Path | None = None
-    """--client-ca-file: CA bundle for client certificates (user = CN, groups = O)."""
-    requestheader_client_ca_file: Path | None = None
-    """--requestheader-client-ca-file: CA of the front proxy (the aggregator)."""
-    requestheader_allowed_names: tuple[str, ...] = ()
-    """--requestheader-allowed-names (comma-separated): front-proxy CNs; empty allows any."""
-    requestheader_username_headers: tuple[str, ...] = ("X-Remote-User",)
-    """--requestheader-username-headers."""
-    requestheader_group_headers: tuple[str, ...] = ("X-Remote-Group",)
-    """--requestheader-group-headers."""
-    requestheader_extra_headers_prefix: tuple[str, ...] = ("X-Remote-Extra-",)
-    """--requestheader-extra-headers-prefix."""
-    requestheader_uid_headers: tuple[str, ...] = ("X-Remote-Uid",)
-    """--requestheader-uid-headers."""
-    authentication_skip_lookup: bool = False
-    """--authentication-skip-lookup: do not read the kube-system ConfigMap."""
-    authentication_tolerate_lookup_failure: bool = False
-    """--authentication-tolerate-lookup-failure: start even if the ConfigMap cannot be read."""
-    authentication_token_webhook_cache_ttl: float = 10.0
-    """--authentication-token-webhook-cache-ttl (seconds): TokenReview results."""
-    api_audiences: tuple[str, ...] = ()
-    """--api-audiences: audiences asked of TokenReview; empty means the API server's default."""
-    authorization_webhook_cache_authorized_ttl: float = 10.0
-    """--authorization-webhook-cache-authorized-ttl (seconds)."""
-    authorization_webhook_cache_unauthorized_ttl: float = 10.0
-    """--authorization-webhook-cache-unauthorized-ttl (seconds)."""
-    authorization_always_allow_paths: tuple[str, ...] = ("/healthz", "/readyz", "/livez")
-    """--authorization-always-allow-paths: exact paths served without authn/authz."""
-    max_requests_inflight: int = 400
-    """--max-requests-inflight: concurrent requests beyond this get 429 (probes excepted)."""
-    max_selector_requests_inflight: int = 100
-    """--max-selector-requests-inflight: a separate budget for metric reads with a
-    metricLabelSelector (they may wait on Prometheus), so they never starve the rest."""
-    standalone: bool = False
-    """No Kubernetes API (--pods-file mode): client certificates only, all authenticated allowed."""
-    configmap_namespace: str = field(default=CONFIGMAP_NAMESPACE)
-    configmap_name: str = field(default=CONFIGMAP_NAME)
-
-    @property
-    def lookup(self) -> bool:
-        """Whether the ConfigMap is read at all."""
-        return not (
-            self.standalone
-            or self.authentication_skip_lookup
-            or (self.client_ca_file and self.requestheader_client_ca_file)
-        )
-
-    def validate(self) -> list[str]:
-        """Every problem at once (empty when fine)."""
-        errors: list[str] = []
-        if self.standalone and self.client_ca_file is None:
-            errors.append("--client-ca-file is required without a Kubernetes API (--pods-file)")
-        for flag, path in (
-            ("--client-ca-file", self.client_ca_file),
-            ("--requestheader-client-ca-file", self.requestheader_client_ca_file),
-        ):
-            if path is not None and not path.is_file():
-                errors.append(f"{flag}: {path} is not a readable file")
-        for flag, ttl in (
-            (
-                "--authentication-token-webhook-cache-ttl",
-                self.authentication_token_webhook_cache_ttl,
-            ),
-            (
-                "--authorization-webhook-cache-authorized-ttl",
-                self.authorization_webhook_cache_authorized_ttl,
-            ),
-            (
-                "--authorization-webhook-cache-unauthorized-ttl",
-                self.authorization_webhook_cache_unauthorized_ttl,
-            ),
-        ):
-            if ttl < 0:
-                errors.append(f"{flag} must not be negative")
-        if self.max_requests_inflight < 1:
-            errors.append("--max-requests-inflight must be at least 1")
-        if self.max_selector_requests_inflight < 1:
-            errors.append("--max-selector-requests-inflight must be at least 1")
-        if not self.requestheader_username_headers and self.requestheader_client_ca_file:
-            errors.append("--requestheader-username-headers may not be empty")
-        return errors
 
 
 def trust_from_configmap(data: Mapping[str, str]) -> TrustConfig:

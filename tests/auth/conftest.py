@@ -26,11 +26,12 @@ from adapter.api.target import request_target
 from adapter.api.tls import ServingTLS
 from adapter.auth.authenticator import Authenticator
 from adapter.auth.authorizer import Authorizer, DelegatingAuthorizer
-from adapter.auth.config import AuthSettings, ConfigMapWatcher, TrustLoader
+from adapter.auth.config import ConfigMapWatcher, TrustLoader
 from adapter.auth.kube import KubeAuthClient
 from adapter.auth.tokens import TokenAuthenticator
 from adapter.auth.trust import TrustState
 from adapter.core.errors import AdapterError
+from adapter.settings import AuthSettings
 from tests.fakes.kube_auth_api import KubeAuthState, serve_auth_api
 
 
