@@ -51,6 +51,7 @@ import yaml
 from adapter.core.catalogue import Aggregation, Catalogue, MetricSpec, ServingPolicy, resource_kind
 from adapter.core.durations import parse_duration
 from adapter.core.model import MetricName, ResourceKind
+from adapter.core.names import is_metric_name
 from adapter.sources.prometheus.families import PRESETS, families_for
 
 log = logging.getLogger(__name__)
@@ -369,7 +370,7 @@ def _metrics(
         path = f"metrics[{index}]"
         block = issues.mapping(entry, path, _METRIC_KEYS)
         name = block.get("name")
-        if not isinstance(name, str) or not _valid_metric_name(name):
+        if not isinstance(name, str) or not is_metric_name(name):
             issues.add(
                 f"{path}.name", "required: a metric name (no '/', '%', '?'; not '.' or '..')"
             )
@@ -485,12 +486,6 @@ def _resources(raw: Any, path: str, issues: _Collector) -> tuple[ResourceKind, .
         elif kind not in kinds:
             kinds.append(kind)
     return tuple(kinds)
-
-
-def _valid_metric_name(name: str) -> bool:
-    return (
-        bool(name) and name not in {".", ".."} and not set("/%?") & set(name) and name.isprintable()
-    )
 
 
 class CatalogueHolder:

@@ -7,21 +7,20 @@ object that is authorized is exactly the object that is served.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from adapter.core.errors import BadRequest, NotFound
 from adapter.core.model import API_GROUP, VERSIONS, MetricName, Namespace
+from adapter.core.names import (
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    is_metric_name,
+    metric_name_is_path_safe,
+)
 
 GROUP_PREFIX = f"/apis/{API_GROUP}"
 MAX_PATH_LENGTH = 2048
-
-# DNS-1123 label (namespaces, most names) and subdomain (pod names may be subdomains).
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_RESOURCE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_FORBIDDEN_METRIC_CHARS = frozenset("/%?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +133,13 @@ def _decode(segment: str) -> str:
 
 
 def _namespace(text: str) -> Namespace:
-    if len(text) > 63 or not _DNS_LABEL.match(text):
+    if not is_dns1123_label(text):
         raise BadRequest(f"invalid namespace {_shown(text)}: must be a DNS-1123 label")
     return Namespace(text)
 
 
 def _resource(text: str) -> str:
-    if len(text) > 253 or not _RESOURCE.match(text):
+    if not is_dns1123_subdomain(text):
         raise BadRequest(f"invalid resource {_shown(text)}")
     return text
 
@@ -148,17 +147,17 @@ def _resource(text: str) -> str:
 def _object_name(text: str) -> str:
     if text == "*":
         return text
-    if len(text) > 253 or not _DNS_SUBDOMAIN.match(text):
+    if not is_dns1123_subdomain(text):
         raise BadRequest(f"invalid object name {_shown(text)}: must be a DNS-1123 subdomain")
     return text
 
 
 def _metric(text: str) -> MetricName:
-    if text in {".", ".."} or _FORBIDDEN_METRIC_CHARS & set(text):
+    if not metric_name_is_path_safe(text):
         raise BadRequest(
             f"invalid metric name {_shown(text)}: may not be '.' or '..' or contain '/', '%' or '?'"
         )
-    if len(text) > 253 or not text.isprintable():
+    if not is_metric_name(text):
         raise BadRequest(f"invalid metric name {_shown(text)}")
     return MetricName(text)
 

@@ -31,12 +31,13 @@ the selector text.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
 from typing import Final
+
+from adapter.core.names import label_value_problems, qualified_name_problems
 
 __all__ = [
     "EVERYTHING",
@@ -61,63 +62,7 @@ class Operator(Enum):
     DOES_NOT_EXIST = "!"
 
 
-# --- validation of keys and values (k8s.io/apimachinery/pkg/util/validation) ---
-
-_NAME_MAX = 63
-_PREFIX_MAX = 253
-_VALUE_MAX = 63
-_NAME_RE: Final = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_DNS1123_SUBDOMAIN_RE: Final = re.compile(
-    r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
-)
-_NAME_CHARSET_MSG = (
-    "consist of alphanumeric characters, '-', '_' or '.', "
-    "and start and end with an alphanumeric character"
-)
-
-
-def _key_problems(key: str) -> list[str]:
-    """Why ``key`` is not a qualified name (``IsQualifiedName``); empty when valid."""
-    parts = key.split("/")
-    if len(parts) > 2:
-        return [
-            "a qualified name must be a name with an optional DNS subdomain prefix "
-            "and a single '/' (e.g. 'example.com/MyName')"
-        ]
-    problems: list[str] = []
-    name = parts[-1]
-    if len(parts) == 2:
-        prefix = parts[0]
-        if not prefix:
-            problems.append("prefix part must be non-empty")
-        else:
-            if len(prefix) > _PREFIX_MAX:
-                problems.append(f"prefix part must be no more than {_PREFIX_MAX} characters")
-            if not _DNS1123_SUBDOMAIN_RE.fullmatch(prefix):
-                problems.append(
-                    "prefix part must be a lowercase RFC 1123 subdomain: lower case "
-                    "alphanumeric characters, '-' or '.', starting and ending with an "
-                    "alphanumeric character (e.g. 'example.com')"
-                )
-    if not name:
-        problems.append("name part must be non-empty")
-    else:
-        if len(name) > _NAME_MAX:
-            problems.append(f"name part must be no more than {_NAME_MAX} characters")
-        if not _NAME_RE.fullmatch(name):
-            problems.append(f"name part must {_NAME_CHARSET_MSG}")
-    return problems
-
-
-def _value_problems(value: str) -> list[str]:
-    """Why ``value`` is not a label value (``IsValidLabelValue``); empty when valid."""
-    problems: list[str] = []
-    if len(value) > _VALUE_MAX:
-        problems.append(f"must be no more than {_VALUE_MAX} characters")
-    if value and not _NAME_RE.fullmatch(value):
-        problems.append(f"a label value must be empty or {_NAME_CHARSET_MSG}")
-    return problems
-
+# --- error messages (the name rules themselves are adapter.core.names) ---
 
 _SHOW_MAX = 70
 
@@ -163,7 +108,7 @@ class Requirement:
     values: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        problems = _key_problems(self.key)
+        problems = qualified_name_problems(self.key)
         if problems:
             raise _invalid_key(self.key, problems)
         values = tuple(self.values)
@@ -180,7 +125,7 @@ class Requirement:
         elif values:
             raise SelectorError(f"operator '{op.value}' takes no values")
         for value in values:
-            problems = _value_problems(value)
+            problems = label_value_problems(value)
             if problems:
                 raise _invalid_value(self.key, value, problems)
         object.__setattr__(self, "values", values)
@@ -356,7 +301,7 @@ class _Parser:
             context = f" after ',' at position {token.pos}"
 
     def _key(self, token: _Token) -> str:
-        problems = _key_problems(token.text)
+        problems = qualified_name_problems(token.text)
         if problems:
             raise _invalid_key(token.text, problems, f" at position {token.pos}")
         return token.text
@@ -397,7 +342,7 @@ class _Parser:
         raise _unexpected(token, "one of '=', '==', '!=', 'in', 'notin', ',' or end of string")
 
     def _value(self, key: str, token: _Token) -> str:
-        problems = _value_problems(token.text)
+        problems = label_value_problems(token.text)
         if problems:
             raise _invalid_value(key, token.text, problems, f" at position {token.pos}")
         return token.text
