@@ -21,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from adapter import __version__
@@ -374,11 +375,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: what log pipelines in a cluster expect."""
+    """One JSON object per line, the same keys in both programs (the adapter and the collector).
+
+    Keys: ``time`` (RFC 3339, UTC, milliseconds), ``level``, ``logger``, ``msg``,
+    then the record's ``fields`` (structured extras such as the access log's),
+    then ``exc`` (the formatted traceback) when there is one.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, UTC)
         entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

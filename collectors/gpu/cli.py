@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -145,14 +146,22 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line, the same keys in both programs (the adapter and the collector).
+
+    Keys: ``time`` (RFC 3339, UTC, milliseconds), ``level``, ``logger``, ``msg``,
+    then the record's ``fields`` (structured extras such as the access log's),
+    then ``exc`` (the formatted traceback) when there is one.
+    """
+
     def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, UTC)
         entry = {
-            "ts": round(record.created, 3),
+            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        entry |= getattr(record, "fields", {})
+        entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)
