@@ -22,10 +22,10 @@ The controller's memory (recommendations and scale events, per HPA) is the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from adapter.hpa.spec import HPASpec, PolicyType, ScalingRules, SelectPolicy
+from adapter.hpa.spec import HPASpec, PolicyType, ScalingPolicy, ScalingRules, SelectPolicy
 
 DEFAULT_DOWNSCALE_STABILIZATION = 300.0  # --horizontal-pod-autoscaler-downscale-stabilization
 DEFAULT_SYNC_PERIOD = 15.0  # --horizontal-pod-autoscaler-sync-period
@@ -318,6 +318,21 @@ def replicas_change_in_period(period_seconds: int, events: Sequence[ScaleEvent],
     return sum(event.change for event in events if event.timestamp > cutoff)
 
 
+def _period_starts(
+    current: int,
+    up_events: Sequence[ScaleEvent],
+    down_events: Sequence[ScaleEvent],
+    rules: ScalingRules,
+    now: float,
+) -> Iterator[tuple[ScalingPolicy, int]]:
+    """Each policy with the replica count at the start of its period (current minus the
+    scale-ups plus the scale-downs recorded within it), as both limit functions need."""
+    for policy in rules.policies:
+        added = replicas_change_in_period(policy.period_seconds, up_events, now)
+        deleted = replicas_change_in_period(policy.period_seconds, down_events, now)
+        yield policy, current - added + deleted
+
+
 def scale_up_limit(
     current: int,
     up_events: Sequence[ScaleEvent],
@@ -330,10 +345,7 @@ def scale_up_limit(
         return current
     pick_min = rules.select_policy is SelectPolicy.MIN
     result = _INT32_MAX if pick_min else _INT32_MIN
-    for policy in rules.policies:
-        added = replicas_change_in_period(policy.period_seconds, up_events, now)
-        deleted = replicas_change_in_period(policy.period_seconds, down_events, now)
-        start = current - added + deleted
+    for policy, start in _period_starts(current, up_events, down_events, rules, now):
         if policy.type is PolicyType.PODS:
             proposed = start + policy.value
         else:
@@ -354,10 +366,7 @@ def scale_down_limit(
         return current
     pick_min_change = rules.select_policy is SelectPolicy.MIN
     result = _INT32_MIN if pick_min_change else _INT32_MAX
-    for policy in rules.policies:
-        added = replicas_change_in_period(policy.period_seconds, up_events, now)
-        deleted = replicas_change_in_period(policy.period_seconds, down_events, now)
-        start = current - added + deleted
+    for policy, start in _period_starts(current, up_events, down_events, rules, now):
         if policy.type is PolicyType.PODS:
             proposed = start - policy.value
         else:
