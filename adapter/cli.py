@@ -24,8 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adapter import __version__, flags
-from adapter.flags import duration as _duration
-from adapter.settings import Settings
+from adapter.settings import KubeSettings, Settings
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,15 +43,15 @@ def _explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--hpa-file", type=Path, help="standalone: an autoscaling/v2 HPA manifest")
     p.add_argument("--current-replicas", type=int, help="standalone: the target's replicas")
     p.add_argument("--selector", help="standalone: the scale target's pod selector")
-    p.add_argument("--kubeconfig", type=Path, help="default: in-cluster service account")
-    p.add_argument("--context", help="kubeconfig context")
+    flags.add_flag(p, KubeSettings, "kubeconfig")  # the adapter's own, as serve takes them
+    flags.add_flag(p, KubeSettings, "context")
     p.add_argument(
         "--adapter-url", help="ask the adapter directly (default: through the API server)"
     )
     p.add_argument("--adapter-ca-file", type=Path, help="CA of the adapter's serving certificate")
     p.add_argument(
         "--downscale-stabilization",
-        type=_duration,
+        type=flags.duration,
         default=300.0,
         help="the controller's --horizontal-pod-autoscaler-downscale-stabilization",
     )
@@ -71,7 +70,7 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--start", help="Unix seconds or RFC 3339")
     p.add_argument("--end", help="Unix seconds or RFC 3339")
     p.add_argument(
-        "--step", type=_duration, default=15.0, help="resolution of the Prometheus range query"
+        "--step", type=flags.duration, default=15.0, help="resolution of the Prometheus range query"
     )
     p.add_argument(
         "--query", action="append", default=[], metavar="METRIC=PROMQL", help="default sum(METRIC)"
@@ -82,16 +81,16 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default="total",
         help="total: the load spreads over ready pods; per-pod: each pod reports it as is",
     )
-    p.add_argument("--pod-startup", type=_duration, default=0.0, help="e.g. 3m for a GPU pod")
+    p.add_argument("--pod-startup", type=flags.duration, default=0.0, help="e.g. 3m for a GPU pod")
     p.add_argument(
         "--sync-period",
-        type=_duration,
+        type=flags.duration,
         default=15.0,
         help="the controller's --horizontal-pod-autoscaler-sync-period",
     )
     p.add_argument(
         "--downscale-stabilization",
-        type=_duration,
+        type=flags.duration,
         default=300.0,
         help="the controller's --horizontal-pod-autoscaler-downscale-stabilization",
     )
@@ -128,7 +127,7 @@ def parser() -> argparse.ArgumentParser:
         help="also run one refresh and print, per metric, the pods each server family won",
     )
     check.add_argument(
-        "--prometheus-timeout", type=_duration, default=10.0, help="deadline of each query"
+        "--prometheus-timeout", type=flags.duration, default=10.0, help="deadline of each query"
     )
     convert = sub.add_parser(
         "convert-rules",
@@ -142,7 +141,7 @@ def parser() -> argparse.ArgumentParser:
         help="list series once, at conversion time, for rules whose names come from discovery",
     )
     convert.add_argument(
-        "--prometheus-timeout", type=_duration, default=10.0, help="deadline of the listing"
+        "--prometheus-timeout", type=flags.duration, default=10.0, help="deadline of the listing"
     )
     demo = sub.add_parser(
         "demo", help="run the local demo (simulated pods and GPUs, real Prometheus)"
@@ -154,7 +153,7 @@ def parser() -> argparse.ArgumentParser:
         help="configs, certificates and logs (emptied first)",
     )
     demo.add_argument("--rounds", type=int, default=3, help="how many times values are shown")
-    demo.add_argument("--every", type=_duration, default=10.0, help="time between rounds")
+    demo.add_argument("--every", type=flags.duration, default=10.0, help="time between rounds")
     demo.add_argument(
         "--keep-running", action="store_true", help="after the rounds, run until Ctrl-C"
     )
