@@ -80,7 +80,7 @@ class Flag:
     """One field's flag."""
 
     name: str
-    """``--secure-port``."""
+    """Like ``--secure-port``."""
     help: str
     """The docstring after ``--name:``, on one line."""
     field: dataclasses.Field[Any]
@@ -113,6 +113,8 @@ class Flag:
         text = text if shown is None else f"{text} (default: {shown})"
         kwargs: dict[str, Any] = {"dest": self.dest, "help": text.replace("%", "%%")}
         if annotation == "bool":
+            if self.field.default is not False:
+                raise TypeError(f"{self.name}: a switch must default to False")
             return kwargs | {"action": "store_true"}
         if "parse" in meta:
             kwargs |= _PARSES[meta["parse"]]
@@ -209,18 +211,23 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
                 container.add_argument(f.name, **f.arguments())
 
 
+def _flag_of(cls: type, name: str) -> Flag:
+    (field,) = [field for field in dataclasses.fields(cls) if field.name == name]
+    f = flag(cls, field)
+    if f is None:
+        raise TypeError(f"{cls.__name__}.{name} has no flag")
+    return f
+
+
 def add_flag(container: argparse._ActionsContainer, cls: type, name: str) -> None:
     """The flag of field ``name`` alone (a subcommand sharing one setting's flag)."""
-    f = flag(cls, next(field for field in dataclasses.fields(cls) if field.name == name))
-    assert f is not None, f"{cls.__name__}.{name} has no flag"
+    f = _flag_of(cls, name)
     container.add_argument(f.name, **f.arguments())
 
 
 def read_flag(cls: type, name: str, args: argparse.Namespace) -> Any:
     """The value of field ``name``'s flag in parsed arguments (see :func:`add_flag`)."""
-    f = flag(cls, next(field for field in dataclasses.fields(cls) if field.name == name))
-    assert f is not None, f"{cls.__name__}.{name} has no flag"
-    return f.read(args)
+    return _flag_of(cls, name).read(args)
 
 
 def from_args(cls: Callable[..., T], args: argparse.Namespace) -> T:
@@ -232,9 +239,8 @@ def _values(cls: Any, args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         group = group_of(field)
-        f = flag(cls, field)
         if group is not None:
             values[field.name] = from_args(group, args)
-        elif f is not None:
+        elif (f := flag(cls, field)) is not None:
             values[field.name] = f.read(args)
     return values

@@ -14,6 +14,8 @@ import pytest
 from adapter import flags
 from adapter.cli import parser, settings_from_args
 from adapter.settings import (
+    COMMA_SEPARATED,
+    REPEATABLE,
     AuthSettings,
     GpuSettings,
     KubeSettings,
@@ -58,6 +60,12 @@ SERVE_GROUPS = {
     ],
     "Rules and logging": ["--config", "--preset", "--log-level"],
 }  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argparse wraps help to the terminal's width: make it the same everywhere."""
+    monkeypatch.setenv("COLUMNS", "80")
 
 
 def _subcommands(root: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -320,3 +328,101 @@ def test_the_readme_table_states_the_defaults_the_flags_have() -> None:
                 assert f"`{by_name[name].default_text()}`" == default, name
                 checked += 1
     assert checked == 36
+
+
+# The plumbing on a small tree of its own: what a docstring and an annotation declare.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    """Inner group.
+
+    Not part of the title.
+    """
+
+    wait: float | None = None
+    """--inner-wait: how long, 100% of it
+    (spread over two lines)."""
+    names: tuple[str, ...] = dataclasses.field(default=("a", "b"), metadata=COMMA_SEPARATED)
+    """--inner-names: names."""
+    hidden: int = 3
+    """No flag: the docstring does not start with --."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outer:
+    """Outer."""
+
+    inner: _Inner = dataclasses.field(default_factory=_Inner)
+    """The inner group."""
+    on: bool = False
+    """--on: a switch."""
+    urls: tuple[str, ...] = dataclasses.field(default=(), metadata=REPEATABLE)
+    """--url: repeatable."""
+    undocumented: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _SwitchOnByDefault:
+    """Bad."""
+
+    on: bool = True
+    """--on: cannot be turned off."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _TupleWithoutMetadata:
+    """Bad."""
+
+    items: tuple[str, ...] = ()
+    """--items: comma-separated or repeated?"""
+
+
+def _toy_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="toy")
+    flags.add_flags(p, _Outer)
+    return p
+
+
+def test_docstrings_declare_flags_and_the_rest_keeps_its_default() -> None:
+    assert flags.names(_Outer) == ["--inner-wait", "--inner-names", "--on", "--url"]
+    assert flags.tree(_Outer) == [_Inner, _Outer]
+    assert flags.from_args(_Outer, _toy_parser().parse_args([])) == _Outer()
+    args = _toy_parser().parse_args(
+        ["--inner-wait", "1m30s", "--inner-names", "x", "--on", "--url", "u", "--url", "v"]
+    )
+    assert flags.from_args(_Outer, args) == _Outer(
+        inner=_Inner(wait=90.0, names=("x",)), on=True, urls=("u", "v")
+    )
+
+
+def test_help_is_the_docstring_on_one_line_with_the_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        _toy_parser().parse_args(["--help"])
+    assert capsys.readouterr().out.split("\n\n")[1:] == [
+        "options:\n  -h, --help            show this help message and exit",
+        "Inner group:\n"
+        "  --inner-wait DURATION\n"
+        "                        how long, 100% of it (spread over two lines).\n"
+        "  --inner-names NAMES   names. (default: a,b)",
+        "Outer:\n  --on                  a switch.\n  --url URL             repeatable.\n",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cls", "error"),
+    [
+        (_SwitchOnByDefault, "--on: a switch must default to False"),
+        (_TupleWithoutMetadata, "--items: no reader for 'tuple[str, ...]'; say it in metadata"),
+    ],
+)
+def test_a_flag_the_annotation_cannot_read_is_refused(cls: type, error: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(error)):
+        flags.add_flags(argparse.ArgumentParser(), cls)
+
+
+def test_a_field_without_a_flag_cannot_be_shared() -> None:
+    with pytest.raises(TypeError, match=r"^_Inner.hidden has no flag$"):
+        flags.add_flag(argparse.ArgumentParser(), _Inner, "hidden")
