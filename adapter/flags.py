@@ -15,6 +15,9 @@ The three steps of an options object, for a whole settings tree:
 - :func:`from_args` builds the tree back from the parsed arguments (fields without a
   flag keep their defaults);
 - ``validate()`` on the tree (``adapter.settings``) reports every problem at once.
+
+The docstrings are read from the source of ``adapter/settings.py`` (``inspect``), which
+every install of the package carries; they are not runtime attributes.
 """
 
 from __future__ import annotations

@@ -118,7 +118,10 @@ class KubeSettings:
 
 @dataclass(frozen=True)
 class PrometheusSettings:
-    """Prometheus."""
+    """Prometheus.
+
+    Any server speaking its HTTP API; rules are queried once per refresh interval.
+    """
 
     url: str | None = None
     """--prometheus-url: base URL of a server speaking the Prometheus HTTP API (Prometheus,
@@ -176,7 +179,10 @@ class PrometheusSettings:
 
 @dataclass(frozen=True)
 class GpuSettings:
-    """GPU collectors."""
+    """GPU collectors.
+
+    Each node's collector serves a snapshot the adapter pulls every pull interval.
+    """
 
     collector_urls: tuple[str, ...] = field(default=(), metadata=REPEATABLE)
     """--gpu-collector-url: standalone mode: a collector's base URL; repeatable. In a
@@ -309,19 +315,20 @@ class AuthSettings:
 class Settings:
     """Rules and logging.
 
-    The root of the tree: one field per group above, then the settings of no group.
+    The root of the tree: one field per group, then the settings of no group (the
+    first line above titles their flags in ``--help``).
     """
 
     serving: ServingSettings = field(default_factory=ServingSettings)
-    """HTTPS serving."""
+    """The HTTPS listener: address, certificate, connection limits."""
     kube: KubeSettings = field(default_factory=KubeSettings)
-    """Pods: from the Kubernetes API or a file."""
+    """Where pods come from: the Kubernetes API, or a file (standalone)."""
     prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
-    """Prometheus."""
+    """The Prometheus HTTP API the snapshot source queries."""
     gpu: GpuSettings = field(default_factory=GpuSettings)
-    """GPU collectors."""
+    """The GPU collectors the GPU source pulls."""
     auth: AuthSettings = field(default_factory=AuthSettings)
-    """Authentication and authorization."""
+    """Who may call, as kube-apiserver delegates it."""
     config_file: Path | None = None
     """--config: rules file (YAML), reloaded on change and on SIGHUP; without it, the
     built-in metrics only."""
