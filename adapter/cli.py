@@ -24,204 +24,41 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from adapter import __version__
-from adapter.core.durations import parse_duration
-from adapter.settings import (
-    AuthSettings,
-    GpuSettings,
-    KubeSettings,
-    PrometheusSettings,
-    ServingSettings,
-    Settings,
-)
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-
-
-_AUTH_DEFAULTS = AuthSettings()
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def _header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
-    return name.strip(), value.strip()
-
-
-def _connection_flags(g: argparse._ArgumentGroup) -> None:
-    g.add_argument(
-        "--max-connections",
-        type=int,
-        default=ServingSettings.max_connections,
-        help="open connections at most; the oldest unauthenticated one makes room",
-    )
-    g.add_argument(
-        "--request-header-timeout",
-        type=_duration,
-        default=ServingSettings.request_header_timeout,
-        help="from accept to the first complete request head, TLS handshake included",
-    )
-
-
-def _selector_flags(g: argparse._ArgumentGroup) -> None:
-    g.add_argument(
-        "--prometheus-selector-timeout",
-        type=_duration,
-        default=PrometheusSettings.selector_timeout,
-        help="deadline of one metricLabelSelector query",
-    )
-    g.add_argument(
-        "--prometheus-selector-concurrency",
-        type=int,
-        default=PrometheusSettings.selector_concurrency,
-        help="distinct metricLabelSelector queries at once; more get 429",
-    )
-    g.add_argument(
-        "--max-selector-requests-inflight",
-        type=int,
-        default=_AUTH_DEFAULTS.max_selector_requests_inflight,
-        help="in-flight reads with a metricLabelSelector; a budget apart from the rest",
-    )
-
-
-def _gpu_flags(g: argparse._ArgumentGroup) -> None:
-    g.add_argument(
-        "--gpu-collector-url", action="append", default=[], help="standalone mode; repeatable"
-    )
-    g.add_argument("--gpu-collector-selector", default=GpuSettings.collector_selector)
-    g.add_argument("--gpu-collector-port", type=int, default=GpuSettings.collector_port)
-    g.add_argument("--gpu-pull-interval", type=_duration, default=GpuSettings.pull_interval)
-    g.add_argument("--gpu-stale-after", type=_duration)
-    g.add_argument("--gpu-timeout", type=_duration, default=GpuSettings.timeout)
+from adapter import __version__, flags
+from adapter.settings import KubeSettings, Settings
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the custom.metrics.k8s.io API server")
-    g = p.add_argument_group("serving")
-    g.add_argument("--bind-address", default=ServingSettings.bind_address)
-    g.add_argument("--secure-port", type=int, default=ServingSettings.secure_port)
-    g.add_argument("--tls-cert-file", type=Path)
-    g.add_argument("--tls-private-key-file", type=Path)
-    g.add_argument(
-        "--cert-dir", type=Path, help="where a generated self-signed certificate is kept"
-    )
-    g.add_argument("--shutdown-timeout", type=_duration, default=ServingSettings.shutdown_timeout)
-    _connection_flags(g)
-    g.add_argument(
-        "--self-signed-host",
-        action="append",
-        default=[],
-        dest="extra_hosts",
-        help="extra DNS name for a generated certificate; repeatable",
-    )
-    g = p.add_argument_group("authentication and authorization (names as kube-apiserver's)")
-    g.add_argument("--client-ca-file", type=Path)
-    g.add_argument("--requestheader-client-ca-file", type=Path)
-    g.add_argument("--requestheader-allowed-names", type=_csv, default=())
-    g.add_argument(
-        "--requestheader-username-headers",
-        type=_csv,
-        default=_AUTH_DEFAULTS.requestheader_username_headers,
-    )
-    g.add_argument(
-        "--requestheader-group-headers",
-        type=_csv,
-        default=_AUTH_DEFAULTS.requestheader_group_headers,
-    )
-    g.add_argument(
-        "--requestheader-extra-headers-prefix",
-        type=_csv,
-        default=_AUTH_DEFAULTS.requestheader_extra_headers_prefix,
-    )
-    g.add_argument(
-        "--requestheader-uid-headers", type=_csv, default=_AUTH_DEFAULTS.requestheader_uid_headers
-    )
-    g.add_argument(
-        "--authentication-skip-lookup",
-        action="store_true",
-        help="do not read kube-system/extension-apiserver-authentication",
-    )
-    g.add_argument("--authentication-tolerate-lookup-failure", action="store_true")
-    g.add_argument(
-        "--authentication-token-webhook-cache-ttl",
-        type=_duration,
-        default=_AUTH_DEFAULTS.authentication_token_webhook_cache_ttl,
-    )
-    g.add_argument("--api-audiences", type=_csv, default=())
-    g.add_argument(
-        "--authorization-webhook-cache-authorized-ttl",
-        type=_duration,
-        default=_AUTH_DEFAULTS.authorization_webhook_cache_authorized_ttl,
-    )
-    g.add_argument(
-        "--authorization-webhook-cache-unauthorized-ttl",
-        type=_duration,
-        default=_AUTH_DEFAULTS.authorization_webhook_cache_unauthorized_ttl,
-    )
-    g.add_argument(
-        "--authorization-always-allow-paths",
-        type=_csv,
-        default=_AUTH_DEFAULTS.authorization_always_allow_paths,
-    )
-    g.add_argument(
-        "--max-requests-inflight", type=int, default=_AUTH_DEFAULTS.max_requests_inflight
-    )
-    g = p.add_argument_group("pods")
-    g.add_argument("--kubeconfig", type=Path, help="default: in-cluster service account")
-    g.add_argument("--context", help="kubeconfig context")
-    g.add_argument("--pods-file", type=Path, help="standalone mode: a PodList (YAML or JSON)")
-    _rules_arguments(p)
-    g = p.add_argument_group("prometheus")
-    g.add_argument("--prometheus-url")
-    g.add_argument("--prometheus-bearer-token-file", type=Path)
-    g.add_argument("--prometheus-ca-file", type=Path)
-    g.add_argument("--prometheus-client-cert", type=Path)
-    g.add_argument("--prometheus-client-key", type=Path)
-    g.add_argument(
-        "--prometheus-header", type=_header, action="append", default=[], metavar="'NAME: VALUE'"
-    )
-    g.add_argument("--prometheus-timeout", type=_duration, default=PrometheusSettings.timeout)
-    g.add_argument("--prometheus-insecure-skip-verify", action="store_true")
-    g.add_argument(
-        "--prometheus-refresh-interval", type=_duration, default=PrometheusSettings.refresh_interval
-    )
-    g.add_argument("--prometheus-stale-after", type=_duration)
-    _selector_flags(g)
-    _gpu_flags(p.add_argument_group("gpu collectors"))
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    flags.add_flags(p, Settings)
 
 
 def _explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "explain", help="why a metric is missing, and what the HPA will do with what we serve"
     )
-    p.add_argument("-n", "--namespace")
+    p.add_argument(
+        "-n", "--namespace", help="the HPA's namespace (default: the manifest's, else default)"
+    )
     p.add_argument("--hpa", help="the HPA's name (cluster mode)")
     p.add_argument("--hpa-file", type=Path, help="standalone: an autoscaling/v2 HPA manifest")
     p.add_argument("--current-replicas", type=int, help="standalone: the target's replicas")
     p.add_argument("--selector", help="standalone: the scale target's pod selector")
-    p.add_argument("--kubeconfig", type=Path, help="default: in-cluster service account")
-    p.add_argument("--context", help="kubeconfig context")
+    flags.add_flag(p, KubeSettings, "kubeconfig")  # the adapter's own, as serve takes them
+    flags.add_flag(p, KubeSettings, "context")
     p.add_argument(
         "--adapter-url", help="ask the adapter directly (default: through the API server)"
     )
     p.add_argument("--adapter-ca-file", type=Path, help="CA of the adapter's serving certificate")
     p.add_argument(
         "--downscale-stabilization",
-        type=_duration,
+        type=flags.duration,
         default=300.0,
         help="the controller's --horizontal-pod-autoscaler-downscale-stabilization",
     )
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="report format"
+    )
 
 
 def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -230,10 +67,12 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--hpa-file", type=Path, action="append", required=True, help="repeat to compare"
     )
     p.add_argument("--csv", type=Path, help="recorded load: time,<metric>,...")
-    p.add_argument("--prometheus-url")
+    p.add_argument("--prometheus-url", help="recorded load: query this Prometheus instead")
     p.add_argument("--start", help="Unix seconds or RFC 3339")
     p.add_argument("--end", help="Unix seconds or RFC 3339")
-    p.add_argument("--step", type=_duration, default=15.0)
+    p.add_argument(
+        "--step", type=flags.duration, default=15.0, help="resolution of the Prometheus range query"
+    )
     p.add_argument(
         "--query", action="append", default=[], metavar="METRIC=PROMQL", help="default sum(METRIC)"
     )
@@ -243,30 +82,28 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default="total",
         help="total: the load spreads over ready pods; per-pod: each pod reports it as is",
     )
-    p.add_argument("--pod-startup", type=_duration, default=0.0, help="e.g. 3m for a GPU pod")
-    p.add_argument("--sync-period", type=_duration, default=15.0)
-    p.add_argument("--downscale-stabilization", type=_duration, default=300.0)
+    p.add_argument("--pod-startup", type=flags.duration, default=0.0, help="e.g. 3m for a GPU pod")
+    p.add_argument(
+        "--sync-period",
+        type=flags.duration,
+        default=15.0,
+        help="the controller's --horizontal-pod-autoscaler-sync-period",
+    )
+    p.add_argument(
+        "--downscale-stabilization",
+        type=flags.duration,
+        default=300.0,
+        help="the controller's --horizontal-pod-autoscaler-downscale-stabilization",
+    )
     p.add_argument("--initial-replicas", type=int, help="default: the HPA's minReplicas")
-    p.add_argument("--output-csv", type=Path, default=Path("simulation.csv"))
-    p.add_argument("--output-png", type=Path, default=Path("simulation.png"))
-
-
-def _rules_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("rules")
-    g.add_argument("--config", type=Path, help="rules file (YAML); reloaded on change and SIGHUP")
-    _preset_argument(g)
-
-
-def _preset_argument(group: argparse._ActionsContainer) -> None:
-    group.add_argument(
-        "--preset",
-        action="append",
-        default=[],
-        dest="presets",
-        metavar="FAMILY",
-        help="read the built-ins only from this server family (vllm, sglang, trtllm-serve, "
-        "triton-trtllm, triton, tgi, nim, knative, generic); repeatable, in order; "
-        "replaces the rules file's presets",
+    p.add_argument(
+        "--output-csv",
+        type=Path,
+        default=Path("simulation.csv"),
+        help="replicas and metric per step, per HPA",
+    )
+    p.add_argument(
+        "--output-png", type=Path, default=Path("simulation.png"), help="the same, as a chart"
     )
 
 
@@ -282,13 +119,17 @@ def parser() -> argparse.ArgumentParser:
     _explain_parser(sub)
     _simulate_parser(sub)
     check = sub.add_parser("check-config", help="validate a rules file and print its catalogue")
-    check.add_argument("config", type=Path, nargs="?")
-    _preset_argument(check)
+    check.add_argument(
+        "config", type=Path, nargs="?", help="rules file (default: the built-in metrics only)"
+    )
+    flags.add_flag(check, Settings, "presets")
     check.add_argument(
         "--prometheus-url",
         help="also run one refresh and print, per metric, the pods each server family won",
     )
-    check.add_argument("--prometheus-timeout", type=_duration, default=10.0)
+    check.add_argument(
+        "--prometheus-timeout", type=flags.duration, default=10.0, help="deadline of each query"
+    )
     convert = sub.add_parser(
         "convert-rules",
         help="translate a prometheus-adapter config into a rules file "
@@ -300,78 +141,29 @@ def parser() -> argparse.ArgumentParser:
         "--prometheus-url",
         help="list series once, at conversion time, for rules whose names come from discovery",
     )
-    convert.add_argument("--prometheus-timeout", type=_duration, default=10.0)
+    convert.add_argument(
+        "--prometheus-timeout", type=flags.duration, default=10.0, help="deadline of the listing"
+    )
     demo = sub.add_parser(
         "demo", help="run the local demo (simulated pods and GPUs, real Prometheus)"
     )
-    demo.add_argument("--workdir", type=Path, default=Path(".demo"))
-    demo.add_argument("--rounds", type=int, default=3)
-    demo.add_argument("--every", type=_duration, default=10.0)
-    demo.add_argument("--keep-running", action="store_true")
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(".demo"),
+        help="configs, certificates and logs (emptied first)",
+    )
+    demo.add_argument("--rounds", type=int, default=3, help="how many times values are shown")
+    demo.add_argument("--every", type=flags.duration, default=10.0, help="time between rounds")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="after the rounds, run until Ctrl-C"
+    )
     return root
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    return Settings(
-        serving=ServingSettings(
-            bind_address=args.bind_address,
-            secure_port=args.secure_port,
-            tls_cert_file=args.tls_cert_file,
-            tls_private_key_file=args.tls_private_key_file,
-            cert_dir=args.cert_dir,
-            shutdown_timeout=args.shutdown_timeout,
-            extra_hosts=tuple(args.extra_hosts),
-            max_connections=args.max_connections,
-            request_header_timeout=args.request_header_timeout,
-        ),
-        auth=AuthSettings(
-            client_ca_file=args.client_ca_file,
-            requestheader_client_ca_file=args.requestheader_client_ca_file,
-            requestheader_allowed_names=args.requestheader_allowed_names,
-            requestheader_username_headers=args.requestheader_username_headers,
-            requestheader_group_headers=args.requestheader_group_headers,
-            requestheader_extra_headers_prefix=args.requestheader_extra_headers_prefix,
-            requestheader_uid_headers=args.requestheader_uid_headers,
-            authentication_skip_lookup=args.authentication_skip_lookup,
-            authentication_tolerate_lookup_failure=args.authentication_tolerate_lookup_failure,
-            authentication_token_webhook_cache_ttl=args.authentication_token_webhook_cache_ttl,
-            api_audiences=args.api_audiences,
-            authorization_webhook_cache_authorized_ttl=args.authorization_webhook_cache_authorized_ttl,
-            authorization_webhook_cache_unauthorized_ttl=args.authorization_webhook_cache_unauthorized_ttl,
-            authorization_always_allow_paths=args.authorization_always_allow_paths,
-            max_requests_inflight=args.max_requests_inflight,
-            max_selector_requests_inflight=args.max_selector_requests_inflight,
-            standalone=args.pods_file is not None,
-        ),
-        kube=KubeSettings(
-            kubeconfig=args.kubeconfig, context=args.context, pods_file=args.pods_file
-        ),
-        prometheus=PrometheusSettings(
-            url=args.prometheus_url,
-            bearer_token_file=args.prometheus_bearer_token_file,
-            ca_file=args.prometheus_ca_file,
-            client_cert_file=args.prometheus_client_cert,
-            client_key_file=args.prometheus_client_key,
-            headers=tuple(args.prometheus_header),
-            timeout=args.prometheus_timeout,
-            insecure_skip_verify=args.prometheus_insecure_skip_verify,
-            refresh_interval=args.prometheus_refresh_interval,
-            stale_after=args.prometheus_stale_after,
-            selector_timeout=args.prometheus_selector_timeout,
-            selector_concurrency=args.prometheus_selector_concurrency,
-        ),
-        gpu=GpuSettings(
-            collector_urls=tuple(args.gpu_collector_url),
-            collector_selector=args.gpu_collector_selector,
-            collector_port=args.gpu_collector_port,
-            pull_interval=args.gpu_pull_interval,
-            stale_after=args.gpu_stale_after,
-            timeout=args.gpu_timeout,
-        ),
-        config_file=args.config,
-        presets=tuple(args.presets),
-        log_level=args.log_level,
-    )
+    """The settings of ``serve`` from its parsed arguments (not yet validated)."""
+    return flags.from_args(Settings, args)
 
 
 class JsonFormatter(logging.Formatter):
@@ -411,7 +203,8 @@ def _check_config(args: argparse.Namespace) -> int:
     from adapter.rulesfile import ConfigError  # noqa: PLC0415
 
     try:
-        catalogue = catalogue_holder(args.config, tuple(args.presets) or None)()
+        presets = flags.read_flag(Settings, "presets", args)
+        catalogue = catalogue_holder(args.config, presets or None)()
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
