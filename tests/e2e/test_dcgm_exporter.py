@@ -27,9 +27,15 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
 
+from adapter.core.catalogue import Aggregation, MetricSpec
+from adapter.core.model import PODS, MetricName
 from adapter.demo.certs import make_client_credentials
 from adapter.demo.stack import TEMPLATE_HASH, DemoPod, pod_list, serve_command
+from adapter.sources.prometheus import promql
+from adapter.sources.prometheus.rules import FamilyRule, PromLabels, parse_rule
 from tests.support.prometheus_server import PrometheusServer, free_port
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.timeout(240)]
@@ -374,3 +380,49 @@ def test_gpus_without_a_pod_never_land_on_the_exporters_own_pod(
         "deployments.apps/gpu_utilization",
         "statefulsets.apps/gpu_utilization",
     }
+
+
+# --- arbitrary valid label names: every form's query is PromQL the real Prometheus accepts ---
+
+_RESERVED = {"le", promql.PART_LABEL, "adapter_series"}
+_label_names = st.from_regex(promql.LABEL_NAME_RE, fullmatch=True).filter(
+    lambda n: not n.startswith("__") and n not in _RESERVED
+)
+_FORMS: dict[str, tuple[str, dict[str, Any], Aggregation]] = {
+    "histogram": ("h", {"histogram": "DCGM_FI_DEV_GPU_UTIL"}, Aggregation.HISTOGRAM),
+    "gauge": ("g", {"gauge": "DCGM_FI_DEV_GPU_UTIL"}, Aggregation.MEAN),
+    "query": (
+        "q",
+        {"query": "avg by (<<groupBy>>) (avg_over_time(DCGM_FI_DEV_GPU_UTIL{<<matchers>>}[1m]))"},
+        Aggregation.MEAN,
+    ),
+    "families": ("gpu_utilization", {"families": ["dcgm-exporter"]}, Aggregation.MEAN),
+}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(form=st.sampled_from(list(_FORMS)), namespace=_label_names, pod=_label_names)
+@example(form="gauge", namespace="Hostname", pod="gpu")  # labels the series do carry
+@example(form="families", namespace="exported_namespace", pod="UUID")
+@example(form="query", namespace="job", pod="instance")
+def test_any_valid_label_names_give_queries_prometheus_accepts(
+    prom: PrometheusServer, form: str, namespace: str, pod: str
+) -> None:
+    assume(namespace != pod)
+    name, options, aggregate = _FORMS[form]
+    spec = MetricSpec(
+        MetricName(name),
+        "prometheus",
+        (PODS,),
+        aggregate=aggregate,
+        options={**options, "namespaceLabel": namespace, "podLabel": pod},
+    )
+    rule = parse_rule(spec, PromLabels())
+    texts = [q for _, q in rule.queries()] if isinstance(rule, FamilyRule) else [rule.query()]
+    for text in texts:
+        # Raises with Prometheus' message when it does not parse. Whatever it answers (a
+        # name like gpu or job does match series) is grouped by exactly these two labels.
+        for row in prom.query(text):
+            assert row["metric"][namespace]
+            assert row["metric"][pod]
+            assert set(row["metric"]) <= {namespace, pod, promql.PART_LABEL}
