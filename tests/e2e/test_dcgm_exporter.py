@@ -372,6 +372,8 @@ def test_gpus_without_a_pod_never_land_on_the_exporters_own_pod(
         f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{EXPORTER_NS}/pods/*/gpu_utilization"
     )
     assert body["items"] == []
+    # No collector runs, and none is missed: gpu_utilization comes from Prometheus.
+    assert b"gpu-collector" not in adapter.log_bytes()
     # Discovery lists the preset's gpu_utilization for pods and workloads, not nodes.
     resources = adapter.get("/apis/custom.metrics.k8s.io/v1beta2")["resources"]
     names = {r["name"] for r in resources if r["name"].endswith("/gpu_utilization")}
