@@ -357,13 +357,20 @@ def _prometheus_source(
 
 
 def _gpu_source(
-    settings: Settings, pods: PodLister, standalone: bool, registry: CollectorRegistry
+    settings: Settings,
+    pods: PodLister,
+    standalone: bool,
+    registry: CollectorRegistry,
+    *,
+    needed: bool = True,
 ) -> GpuSource:
+    """The collector source; ``needed``: a metric of the rules reads it (else no warning
+    about missing collectors: gpu_utilization may come from dcgm-exporter)."""
     gpu = settings.gpu
     discovery: CollectorDiscovery
     if standalone or gpu.collector_urls:
         discovery = StaticDiscovery(gpu.collector_urls)
-        if not gpu.collector_urls:
+        if not gpu.collector_urls and needed:
             log.warning("no --gpu-collector-url given: gpu_utilization will have no values")
     else:
         discovery = PodDiscovery(pods, gpu.collector_selector, gpu.collector_port)
@@ -476,7 +483,13 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
                 hosts=("localhost", "127.0.0.1", *settings.serving.extra_hosts),
             )
             auth = _auth(settings, tls, api_client)
-            gpu = _gpu_source(settings, pods, api_client is None, registry)
+            gpu = _gpu_source(
+                settings,
+                pods,
+                api_client is None,
+                registry,
+                needed=any(spec.source == "gpu" for spec in holder()),
+            )
             stack.push_async_callback(gpu.close)
         except (StartupError, KubeConfigError, PodsFileError, TLSConfigError, RuleError) as e:
             log.error("cannot start: %s", e)

@@ -12,8 +12,10 @@ The semantics carry over: prometheus-adapter's ``<<.LabelMatchers>>`` restricts
 to the asked-for pods and ``<<.GroupBy>>`` groups by the pod label; ours match
 every pod (``ns!="",pod!=""`` plus any metricLabelSelector) and group by
 namespace and pod, and the adapter picks the asked-for pods from the snapshot,
-so each pod's value is the same. The pod and namespace labels become the file's
-``prometheus.namespaceLabel``/``podLabel``.
+so each pod's value is the same. The first converted rule's pod and namespace
+labels become the file's ``prometheus.namespaceLabel``/``podLabel``; a rule with
+another pair (e.g. dcgm-exporter's ``exported_namespace``/``exported_pod``) gets
+its own ``namespaceLabel``/``podLabel`` in its ``prometheus`` block.
 
 Metric names come from the ``seriesQuery``: a literal name (``name{...}`` or
 ``{__name__="name"}``) is used as is; anything else needs series discovery,
@@ -23,10 +25,10 @@ as prometheus-adapter applies them.
 
 Everything that cannot be translated faithfully is an :class:`Untranslatable`
 (line, where, reason): ``externalRules``, ``resourceRules``, rules without a
-pod label, unknown keys, template constructs other than the three above, rules
-whose labels differ from the file's pair, name collisions, resources other than
-pods. A converted metric serves ``pods`` (and the workloads made of them);
-prometheus-adapter's ``namespaces/<metric>`` is listed, not translated.
+pod label, unknown keys, template constructs other than the three above, name
+collisions, resources other than pods. A converted metric serves ``pods`` (and
+the workloads made of them); prometheus-adapter's ``namespaces/<metric>`` is
+listed, not translated.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class Conversion:
 
     metrics: list[dict[str, Any]] = field(default_factory=list)
     labels: tuple[str, str] | None = None
-    """(namespace label, pod label) of every converted rule."""
+    """(namespace label, pod label) of the file: the first converted rule's; a rule with
+    another pair carries its own namespaceLabel/podLabel."""
     untranslatable: list[Untranslatable] = field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
@@ -163,6 +166,7 @@ class _Parsed:
     template: str
     names: list[str]
     naming: Callable[[str], str | None]
+    labels: tuple[str, str]
 
 
 def _convert_rule(
@@ -192,12 +196,15 @@ def _convert_rule(
             skip(f"metric {metric!r} (series {series}) is already defined by an earlier rule")
             continue
         seen.add(metric)
+        block: dict[str, Any] = {"query": parsed.template.replace("<<series>>", series)}
+        if parsed.labels != result.labels:  # not the file's pair: the metric's own
+            block["namespaceLabel"], block["podLabel"] = parsed.labels
         result.metrics.append(
             {
                 "name": metric,
                 "source": "prometheus",
                 "resources": ["pods", "deployments.apps", "statefulsets.apps"],
-                "prometheus": {"query": parsed.template.replace("<<series>>", series)},
+                "prometheus": block,
             }
         )
 
@@ -217,12 +224,6 @@ def _parse(
     labels, extra = _resource_labels(raw.get("resources"))
     if labels is None:
         raise _Skip(extra[0], "resources")
-    if result.labels is not None and result.labels != labels:
-        raise _Skip(
-            f"labels {labels[0]}/{labels[1]} differ from the file's {result.labels[0]}/"
-            f"{result.labels[1]} (one namespace/pod label pair per rules file)",
-            "resources",
-        )
     query = raw.get("metricsQuery")
     if not isinstance(query, str) or not query.strip():
         raise _Skip("no metricsQuery")
@@ -233,10 +234,11 @@ def _parse(
         naming = _naming(raw.get("name") or {})
     except (ValueError, TypeError, re.error) as e:
         raise _Skip(str(e)) from e
-    result.labels = labels
+    if result.labels is None:
+        result.labels = labels  # the first rule's pair is the file's
     for item in extra:
         note(item)
-    return _Parsed(template, names, naming)
+    return _Parsed(template, names, naming, labels)
 
 
 def _resource_labels(raw: object) -> tuple[tuple[str, str] | None, list[str]]:

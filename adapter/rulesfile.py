@@ -34,6 +34,13 @@ not been given an explicit ``prometheus:`` form (``histogram``, ``gauge``,
 ``query`` or ``families``): an explicit block always wins. A built-in none of
 whose families is in the presets is not served.
 
+``gpu_utilization`` comes from our collector (``source: gpu``) unless the
+presets name ``dcgm-exporter``: then the built-in reads dcgm-exporter's
+``DCGM_FI_DEV_GPU_UTIL`` in Prometheus instead (``families: [dcgm-exporter]``,
+pods and workloads). Presets without ``dcgm-exporter`` leave it on the
+collector. A file that says ``source: gpu`` for it explicitly while the presets
+name ``dcgm-exporter`` is refused: one metric, one source.
+
 Errors carry the file and line of the offending node: ``rules.yaml:12: metrics[1].aggregate:
 must be one of mean, sum, max, histogram``.
 """
@@ -52,7 +59,7 @@ from adapter.core.catalogue import Aggregation, Catalogue, MetricSpec, ServingPo
 from adapter.core.durations import parse_duration
 from adapter.core.model import MetricName, ResourceKind
 from adapter.core.names import is_metric_name
-from adapter.sources.prometheus.families import PRESETS, families_for
+from adapter.sources.prometheus.families import DCGM_EXPORTER, PRESETS, families_for
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +127,15 @@ BUILTIN_METRICS: tuple[dict[str, Any], ...] = (
         "gpu": {},
     },
 )
+
+_GPU_UTILIZATION = "gpu_utilization"
+# The built-in gpu_utilization when the presets name dcgm-exporter (fields the user
+# did not set change to these).
+_DCGM_GPU_UTILIZATION: dict[str, Any] = {
+    "resources": list(_WORKLOADS),
+    "description": "GPU utilization from dcgm-exporter (DCGM_FI_DEV_GPU_UTIL) in Prometheus; "
+    "per pod the mean over its GPUs, for workloads the mean over their pods",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +382,7 @@ def _metrics(
     if include_defaults:
         merged.update({name: ("", dict(entry)) for name, entry in builtins.items()})
     seen: set[str] = set()
+    explicit_source: set[str] = set()
     for index, entry in enumerate(entries):
         path = f"metrics[{index}]"
         block = issues.mapping(entry, path, _METRIC_KEYS)
@@ -379,10 +396,13 @@ def _metrics(
             issues.add(f"{path}.name", f"metric {name!r} is defined twice")
             continue
         seen.add(name)
+        if "source" in block:
+            explicit_source.add(name)
         base = builtins.get(name, {}) if include_defaults else {}
         merged[name] = (path, _merge(base, block))
     if presets is not None:
         _apply_presets(merged, presets)
+        _gpu_from_dcgm(merged, presets, explicit_source, builtins, issues)
     result: dict[MetricName, MetricSpec] = {}
     for name, (path, entry) in merged.items():
         spec = _spec(name, entry, path, issues)
@@ -431,6 +451,44 @@ def _apply_presets(merged: dict[str, tuple[str, dict[str, Any]]], presets: tuple
             del merged[name]
             continue
         merged[name] = (path, {**entry, "prometheus": {**block, "families": chosen}})
+
+
+def _gpu_from_dcgm(
+    merged: dict[str, tuple[str, dict[str, Any]]],
+    presets: tuple[str, ...],
+    explicit_source: set[str],
+    builtins: Mapping[str, Mapping[str, Any]],
+    issues: _Collector,
+) -> None:
+    """With ``dcgm-exporter`` in the presets, gpu_utilization reads dcgm-exporter's series.
+
+    Only a gpu_utilization still on the collector is switched; one the file
+    gives ``source: gpu`` explicitly is a conflict (reported), one already on
+    Prometheus is left as written. Fields still at the built-in's values get the
+    dcgm-exporter ones (no nodes: its series are per GPU and pod).
+    """
+    found = merged.get(_GPU_UTILIZATION)
+    if DCGM_EXPORTER not in presets or found is None:
+        return
+    path, entry = found
+    if entry.get("source") != "gpu":
+        return
+    if _GPU_UTILIZATION in explicit_source:
+        issues.add(
+            f"{path}.source",
+            "gpu_utilization is defined twice: source: gpu (our collector) here, and from "
+            "dcgm-exporter in Prometheus by the dcgm-exporter preset; remove one of the two",
+        )
+        return
+    builtin = builtins.get(_GPU_UTILIZATION, {})
+    switched = {key: value for key, value in entry.items() if key != "gpu"}
+    for key, value in _DCGM_GPU_UTILIZATION.items():
+        if entry.get(key) == builtin.get(key):
+            switched[key] = value
+    own = entry.get("prometheus", {})
+    switched["source"] = "prometheus"
+    switched["prometheus"] = {"families": [DCGM_EXPORTER], **(own if isinstance(own, dict) else {})}
+    merged[_GPU_UTILIZATION] = (path, switched)
 
 
 def _spec(name: str, entry: Mapping[str, Any], path: str, issues: _Collector) -> MetricSpec | None:

@@ -507,6 +507,7 @@ def test_every_component_is_rendered_and_documented() -> None:
     assert set(COMPONENTS) == {
         "aks",
         "cert-manager",
+        "dcgm-exporter",
         "gke",
         "high-priority",
         "host-network",

@@ -52,5 +52,5 @@ def test_check_config_rejects_an_unknown_preset(capsys: pytest.CaptureFixture[st
     assert main(["check-config", "--preset", "ollama"]) == 1
     assert capsys.readouterr().err == (
         "<built-in>: --preset 'ollama': unknown (known: vllm, sglang, trtllm-serve, "
-        "triton-trtllm, triton, tgi, nim, knative, generic)\n"
+        "triton-trtllm, triton, tgi, nim, knative, generic, dcgm-exporter)\n"
     )

@@ -87,12 +87,8 @@ def test_every_untranslatable_form_is_listed_with_its_line_and_reason() -> None:
             "metric 'queue_depth' (series queue_depth) is already defined by an earlier rule",
         ),
         Untranslatable(36, "rules[7].resources", namespaces),
-        Untranslatable(
-            39,
-            "rules[8].resources",
-            "labels k8s_namespace/k8s_pod differ from the file's namespace/pod (one "
-            "namespace/pod label pair per rules file)",
-        ),
+        # Another label pair than the first rule's: converted with the metric's own labels.
+        Untranslatable(39, "rules[8].resources", namespaces),
         Untranslatable(
             42,
             "externalRules",
@@ -110,6 +106,11 @@ def test_the_output_passes_check_config(fixture: str, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     for metric in catalogue.metrics:
         assert f"\n{metric}  source=" in f"\n{out}"
+    if fixture == "forms":
+        ((_, tokens),) = queries["tokens_total"]
+        assert tokens == (
+            'sum(rate(tokens_total{k8s_namespace!="",k8s_pod!=""}[1m])) by (k8s_namespace, k8s_pod)'
+        )
     if fixture == "walkthrough":
         assert queries["http_requests_per_second"] == (
             (

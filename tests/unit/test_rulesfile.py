@@ -90,13 +90,13 @@ def test_unknown_presets_are_reported_with_their_line(tmp_path: Path) -> None:
         catalogue_holder(path)
     assert [str(issue) for issue in caught.value.issues] == [
         f"{path}:2: presets[1]: unknown preset 'ollama' (known: vllm, sglang, trtllm-serve, "
-        "triton-trtllm, triton, tgi, nim, knative, generic)"
+        "triton-trtllm, triton, tgi, nim, knative, generic, dcgm-exporter)"
     ]
     with pytest.raises(ConfigError) as caught:
         catalogue_holder(None, ("nope",))
     assert [issue.message for issue in caught.value.issues] == [
         "--preset 'nope': unknown (known: vllm, sglang, trtllm-serve, triton-trtllm, triton, "
-        "tgi, nim, knative, generic)"
+        "tgi, nim, knative, generic, dcgm-exporter)"
     ]
 
 

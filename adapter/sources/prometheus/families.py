@@ -6,6 +6,15 @@ wins**, in this documented order (:data:`PRESETS`)::
 
     vllm, sglang, trtllm-serve, triton-trtllm, triton, tgi, nim, knative, generic
 
+and one exporter family, ``dcgm-exporter``, for ``gpu_utilization`` (NVIDIA's
+dcgm-exporter, ``DCGM_FI_DEV_GPU_UTIL``, percent 0-100, one series per GPU; per
+pod the mean over the pod's GPUs, as our collector's value). Its series carry
+the pod in ``exported_namespace``/``exported_pod`` (dcgm-exporter's own
+``namespace``/``pod`` labels, renamed by a scrape without ``honorLabels``): a
+family may name its own pod labels (:attr:`Family.namespace_label`,
+:attr:`Family.pod_label`), which a metric's own ``namespaceLabel``/``podLabel``
+override and which override the file's.
+
 "Has data" means the family's query returned at least one series for the pod
 (an idle vLLM pod whose histogram has no traffic in the window still belongs to
 vLLM: its p95 is omitted, never taken from another family). The chosen family
@@ -47,6 +56,9 @@ from adapter.sources.prometheus import promql
 from adapter.sources.prometheus.promql import LabelMatcher, MatchOp
 
 __all__ = [
+    "DCGM_EXPORTER",
+    "DCGM_NAMESPACE_LABEL",
+    "DCGM_POD_LABEL",
     "FAMILIES",
     "PRESETS",
     "SERIES_LABEL",
@@ -93,11 +105,20 @@ class Series:
 
 @dataclass(frozen=True, slots=True)
 class Family:
-    """One server's way of exporting one metric; ``series`` are renames, newest first."""
+    """One server's way of exporting one metric; ``series`` are renames, newest first.
+
+    ``namespace_label``/``pod_label``: the labels that carry the pod in this
+    family's series when they are not the rules file's (None: the file's).
+    ``per_gpu``: one series per GPU, so a node's value is not the mean over its
+    pods (such a rule serves pods and workloads only).
+    """
 
     name: str
     kind: Kind
     series: tuple[Series, ...]
+    namespace_label: str | None = None
+    pod_label: str | None = None
+    per_gpu: bool = False
 
 
 PRESETS: Final = (
@@ -110,8 +131,13 @@ PRESETS: Final = (
     "nim",
     "knative",
     "generic",
+    "dcgm-exporter",
 )
 """Every family name, in the documented first-with-data-wins order."""
+
+DCGM_EXPORTER: Final = "dcgm-exporter"
+DCGM_NAMESPACE_LABEL: Final = "exported_namespace"
+DCGM_POD_LABEL: Final = "exported_pod"
 
 
 def _eq(name: str, value: str) -> LabelMatcher:
@@ -132,6 +158,7 @@ LATENCY_P95: Final = MetricName("inference_latency_p95")
 QUEUE_DEPTH: Final = MetricName("inference_queue_depth")
 KV_CACHE: Final = MetricName("inference_kv_cache_utilization")
 RUNNING: Final = MetricName("inference_requests_running")
+GPU_UTILIZATION: Final = MetricName("gpu_utilization")
 
 FAMILIES: Final[Mapping[MetricName, tuple[Family, ...]]] = {
     LATENCY_P95: (
@@ -196,6 +223,19 @@ FAMILIES: Final[Mapping[MetricName, tuple[Family, ...]]] = {
         ),
         _g("tgi", Series("tgi_batch_current_size")),
         _g("nim", Series("num_requests_running")),
+    ),
+    GPU_UTILIZATION: (
+        # dcgm-exporter: percent 0-100 per GPU (DCGM's own averaging); per pod the
+        # mean over its GPUs (the metric's aggregate), as our collector reports it.
+        # GPUs without a pod have no exported_pod: left out by the pod matchers.
+        Family(
+            DCGM_EXPORTER,
+            Kind.GAUGE,
+            (Series("DCGM_FI_DEV_GPU_UTIL"),),
+            namespace_label=DCGM_NAMESPACE_LABEL,
+            pod_label=DCGM_POD_LABEL,
+            per_gpu=True,
+        ),
     ),
 }
 """Per built-in metric, its families in :data:`PRESETS` order."""

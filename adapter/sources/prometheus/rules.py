@@ -60,6 +60,17 @@ characters, escaped as in PromQL), read and re-escaped here, regexes checked.
 A selector without any quote is read as a Kubernetes label selector
 (``model=llama,tier!=batch``), as before.
 
+**Label names per metric.** Every form also takes ``namespaceLabel`` and
+``podLabel``: the labels carrying the pod in this metric's series, overriding
+the file's block (and a family's own, e.g. dcgm-exporter's ``exported_pod``),
+key by key, checked exactly like the file's (Prometheus label names, not
+reserved, namespace and pod different)::
+
+    prometheus:
+      gauge: DCGM_FI_DEV_GPU_UTIL
+      namespaceLabel: exported_namespace
+      podLabel: exported_pod
+
 Validation reports every problem at once as ``RuleError.problems``, pairs of a
 key path (``prometheus.window``) and a message.
 """
@@ -73,7 +84,7 @@ from typing import Any, Final
 
 from adapter.core.catalogue import Aggregation, MetricSpec
 from adapter.core.durations import parse_duration
-from adapter.core.model import MetricName
+from adapter.core.model import NODES, MetricName
 from adapter.core.selectors import SelectorError, parse_selector
 from adapter.sources.prometheus import families, promql
 from adapter.sources.prometheus.families import Family
@@ -188,7 +199,9 @@ class FamilyRule:
     """A built-in metric read from several server families, one query each.
 
     ``window_seconds`` is the histogram families' rate window (None for gauge
-    metrics); ``quantile`` the latency quantile.
+    metrics); ``quantile`` the latency quantile. ``family_labels`` holds, per
+    family in order, the labels its series carry the pod in (the metric's own,
+    else the family's, else the file's); empty means ``labels`` for every family.
     """
 
     metric: MetricName
@@ -198,6 +211,11 @@ class FamilyRule:
     aggregate: Aggregation
     labels: PromLabels = PromLabels()
     selector: tuple[LabelMatcher, ...] = ()
+    family_labels: tuple[PromLabels, ...] = ()
+
+    def labels_for(self, index: int) -> PromLabels:
+        """The pod labels of the ``index``-th family's series."""
+        return self.family_labels[index] if self.family_labels else self.labels
 
     def queries(self, extra: Sequence[LabelMatcher] = ()) -> tuple[tuple[str, str], ...]:
         """``(family name, PromQL)`` per family, in the rule's order: exactly what is sent."""
@@ -207,15 +225,15 @@ class FamilyRule:
                 family.name,
                 families.render_family_query(
                     family,
-                    self.labels.namespace,
-                    self.labels.pod,
+                    self.labels_for(index).namespace,
+                    self.labels_for(index).pod,
                     (*self.selector, *extra),
                     window_seconds=self.window_seconds,
                     quantile=self.quantile,
                     combine=combine,
                 ),
             )
-            for family in self.families
+            for index, family in enumerate(self.families)
         )
 
 
@@ -235,19 +253,9 @@ def parse_prometheus_block(raw: Mapping[str, Any] | None) -> PromLabels:
         problems.append((f"prometheus.{key}", "unknown key (known: namespaceLabel, podLabel)"))
     names: dict[str, str] = {}
     for key, default in (("namespaceLabel", "namespace"), ("podLabel", "pod")):
-        value = raw.get(key, default)
-        path = f"prometheus.{key}"
-        if not isinstance(value, str):
-            problems.append((path, "must be a string"))
-            continue
-        try:
-            promql.check_label_name(value)
-        except PromQLError as e:
-            problems.append((path, str(e)))
-            continue
-        if value in _RESERVED_LABELS:
-            problems.append((path, f"{value!r} is reserved for the adapter's own queries"))
-        names[key] = value
+        value = _label_name(raw.get(key, default), f"prometheus.{key}", problems)
+        if value is not None:
+            names[key] = value
     if len(names) == 2 and names["namespaceLabel"] == names["podLabel"]:
         problems.append(("prometheus.podLabel", "must differ from namespaceLabel"))
     if problems:
@@ -255,16 +263,78 @@ def parse_prometheus_block(raw: Mapping[str, Any] | None) -> PromLabels:
     return PromLabels(namespace=names["namespaceLabel"], pod=names["podLabel"])
 
 
+LABEL_KEYS: Final = ("namespaceLabel", "podLabel")
+"""A metric's own pod label names, allowed in every form."""
+
+
+def _label_name(value: object, path: str, problems: list[tuple[str, str]]) -> str | None:
+    """``value`` if it can name the pod's namespace or pod label, else None and a problem.
+
+    The one check for the file's block and every metric's own keys.
+    """
+    if not isinstance(value, str):
+        problems.append((path, "must be a string"))
+        return None
+    try:
+        promql.check_label_name(value)
+    except PromQLError as e:
+        problems.append((path, str(e)))
+        return None
+    if value in _RESERVED_LABELS:
+        problems.append((path, f"{value!r} is reserved for the adapter's own queries"))
+    return value
+
+
+def _own_labels(raw: Mapping[str, Any], problems: list[tuple[str, str]]) -> dict[str, str]:
+    """The metric's own ``namespaceLabel``/``podLabel`` that are valid label names."""
+    own: dict[str, str] = {}
+    for key in LABEL_KEYS:
+        if key in raw:
+            value = _label_name(raw[key], f"prometheus.{key}", problems)
+            if value is not None:
+                own[key] = value
+    return own
+
+
+def _resolved(
+    own: Mapping[str, str],
+    fallback: PromLabels,
+    problems: list[tuple[str, str]],
+    whose: str = "",
+) -> PromLabels:
+    """The metric's own label names over ``fallback``; both must differ.
+
+    A clash is reported at the key the metric set (``whose`` names the fallback
+    in the message, e.g. a family's defaults).
+    """
+    labels = PromLabels(
+        namespace=own.get("namespaceLabel", fallback.namespace),
+        pod=own.get("podLabel", fallback.pod),
+    )
+    if own and labels.namespace == labels.pod:
+        key, other = (
+            ("podLabel", "namespaceLabel") if "podLabel" in own else ("namespaceLabel", "podLabel")
+        )
+        problems.append(
+            (f"prometheus.{key}", f"must differ from {other} ({labels.namespace!r}{whose})")
+        )
+    return labels
+
+
 _FORMS: Final[Mapping[str, frozenset[str]]] = {
-    "histogram": frozenset({"histogram", "quantile", "window", "selector"}),
-    "gauge": frozenset({"gauge", "selector"}),
-    "query": frozenset({"query", "window"}),
-    "families": frozenset({"families", "quantile", "window", "selector"}),
+    "histogram": frozenset({"histogram", "quantile", "window", "selector", *LABEL_KEYS}),
+    "gauge": frozenset({"gauge", "selector", *LABEL_KEYS}),
+    "query": frozenset({"query", "window", *LABEL_KEYS}),
+    "families": frozenset({"families", "quantile", "window", "selector", *LABEL_KEYS}),
 }
 
 
 def parse_rule(spec: MetricSpec, labels: PromLabels) -> PrometheusRule:
-    """Validate ``spec.options`` (the metric's ``prometheus:`` block) into a rule."""
+    """Validate ``spec.options`` (the metric's ``prometheus:`` block) into a rule.
+
+    ``labels`` are the file's; the block's own ``namespaceLabel``/``podLabel``
+    override them for this metric only.
+    """
     if spec.source != SOURCE_NAME:
         raise RuleError([("source", f"expected {SOURCE_NAME!r}, got {spec.source!r}")])
     raw = spec.options
@@ -289,8 +359,11 @@ def parse_rule(spec: MetricSpec, labels: PromLabels) -> PrometheusRule:
         )
         for key in sorted(set(map(str, raw)) - _FORMS[form])
     ]
-    parser = _PARSERS[form]
-    rule = parser(spec, raw, labels, problems)
+    own = _own_labels(raw, problems)
+    if form == "families":
+        rule = _parse_families(spec, raw, labels, problems, own)
+    else:
+        rule = _PARSERS[form](spec, raw, _resolved(own, labels, problems), problems)
     if problems or rule is None:
         raise RuleError(problems)
     return rule
@@ -351,7 +424,11 @@ def _parse_query(
 
 
 def _parse_families(
-    spec: MetricSpec, raw: Mapping[str, Any], labels: PromLabels, problems: list[tuple[str, str]]
+    spec: MetricSpec,
+    raw: Mapping[str, Any],
+    labels: PromLabels,
+    problems: list[tuple[str, str]],
+    own: Mapping[str, str] | None = None,
 ) -> PrometheusRule | None:
     known = families.families_for(spec.name)
     if not known:
@@ -379,9 +456,58 @@ def _parse_families(
         problems.append(("aggregate", "latency families merge histograms: use histogram"))
     if not latency:
         _not_histogram(spec, "gauge family", problems)
+    per_gpu = [f.name for f in chosen if f.per_gpu]
+    if per_gpu and NODES in spec.resources:
+        problems.append(
+            (
+                "resources",
+                f"nodes: {', '.join(per_gpu)} has one series per GPU, attributed to pods; a "
+                "node's value would be the mean over its pods, not over its GPUs: list pods "
+                "and workloads only",
+            )
+        )
+    own = own or {}
+    clashes: list[tuple[str, str]] = []
+    family_labels = _family_labels(chosen, own, labels, clashes)
+    # With per-family labels, the rule's own pair only names the families without defaults.
+    metric_labels = _resolved(own, labels, [] if family_labels else clashes)
+    problems.extend(dict.fromkeys(clashes))  # one family's clash is every family's
     if problems or selector is None or quantile is None or (latency and window is None):
         return None
-    return FamilyRule(spec.name, chosen, quantile, window, spec.aggregate, labels, selector)
+    return FamilyRule(
+        spec.name,
+        chosen,
+        quantile,
+        window,
+        spec.aggregate,
+        metric_labels,
+        selector,
+        family_labels,
+    )
+
+
+def _family_labels(
+    chosen: Sequence[Family],
+    own: Mapping[str, str],
+    labels: PromLabels,
+    problems: list[tuple[str, str]],
+) -> tuple[PromLabels, ...]:
+    """Per family: the metric's own label names, else the family's, else the file's.
+
+    Empty (every family uses the rule's ``labels``) when no family has its own,
+    so rules without such families are unchanged.
+    """
+    if not any(f.namespace_label or f.pod_label for f in chosen):
+        return ()
+    result: list[PromLabels] = []
+    for family in chosen:
+        fallback = PromLabels(
+            namespace=family.namespace_label or labels.namespace,
+            pod=family.pod_label or labels.pod,
+        )
+        whose = f", {family.name}'s default" if family.namespace_label or family.pod_label else ""
+        result.append(_resolved(own, fallback, problems, whose))
+    return tuple(result)
 
 
 def _chosen_families(

@@ -36,6 +36,7 @@ from adapter.sources.prometheus.rules import (
     GaugeRule,
     HistogramRule,
     PrometheusRule,
+    PromLabels,
 )
 from adapter.sources.prometheus.transport import PromSample
 
@@ -129,7 +130,8 @@ def build_families(
     """
     pods: dict[PodKey, PodValue] = {}
     dropped: Counter[str] = Counter()
-    for family, vector in zip(rule.families, vectors, strict=True):
+    for position, (family, vector) in enumerate(zip(rule.families, vectors, strict=True)):
+        names = rule.labels_for(position)
         by_series: dict[int, list[PromSample]] = {}
         for row in vector:
             tag = row.labels.get(families.SERIES_LABEL, "0")
@@ -140,6 +142,7 @@ def build_families(
                 continue
             part, part_dropped = _family_part(
                 rule,
+                names,
                 family,
                 family.series[index],
                 by_series[index],
@@ -152,7 +155,7 @@ def build_families(
         # A pod whose series exist but give no value (NaN, stale) still belongs to this
         # family: its value is omitted, never taken from a later family.
         for row in vector:
-            present = _pod_key(rule, row.labels)
+            present = _pod_key(names, row.labels)
             if present is not None and present not in own:
                 own[present] = PodValue(
                     None, fetched_at, fetched_at + staleness, family=family.name
@@ -167,6 +170,7 @@ def build_families(
 
 def _family_part(
     rule: FamilyRule,
+    names: PromLabels,
     family: Family,
     series: Series,
     vector: Sequence[PromSample],
@@ -179,10 +183,10 @@ def _family_part(
     if family.kind is Kind.HISTOGRAM:
         assert rule.window_seconds is not None  # the parser guarantees it
         pods, dropped = _histogram_pods(
-            rule, rule.quantile, rule.window_seconds, vector, fresh_until
+            names, rule.quantile, rule.window_seconds, vector, fresh_until
         )
     else:
-        pods, dropped = _gauge_pods(rule, vector, fresh_until, staleness)
+        pods, dropped = _gauge_pods(names, vector, fresh_until, staleness)
     converted = {
         key: PodValue(
             None if value.sample is None else _converted(value.sample, series, family.name),
@@ -202,9 +206,10 @@ def _converted(sample: Sample, series: Series, family: str) -> Sample:
     return Sample(series.convert(sample.value), sample.timestamp, sample.window_seconds, family)
 
 
-def _pod_key(rule: PrometheusRule, labels: Mapping[str, str]) -> PodKey | None:
-    namespace = labels.get(rule.labels.namespace, "")
-    pod = labels.get(rule.labels.pod, "")
+def _pod_key(names: PromLabels, labels: Mapping[str, str]) -> PodKey | None:
+    """The pod a series names in ``names``' labels, or None when either is empty."""
+    namespace = labels.get(names.namespace, "")
+    pod = labels.get(names.pod, "")
     if not namespace or not pod:
         return None
     return (Namespace(intern(namespace)), PodName(pod))
@@ -217,11 +222,11 @@ def _finite(value: float) -> bool:
 def _build_histogram(
     rule: HistogramRule, vector: Sequence[PromSample], fresh_until: float
 ) -> tuple[dict[PodKey, PodValue], Counter[str]]:
-    return _histogram_pods(rule, rule.quantile, rule.window_seconds, vector, fresh_until)
+    return _histogram_pods(rule.labels, rule.quantile, rule.window_seconds, vector, fresh_until)
 
 
 def _histogram_pods(
-    rule: PrometheusRule,
+    names: PromLabels,
     quantile: float,
     window_seconds: int,
     vector: Sequence[PromSample],
@@ -231,7 +236,7 @@ def _histogram_pods(
     grouped: dict[PodKey, list[Bucket]] = {}
     times: dict[PodKey, float] = {}
     for row in vector:
-        key = _pod_key(rule, row.labels)
+        key = _pod_key(names, row.labels)
         upper = histogram.parse_le(row.labels.get("le", ""))
         if key is None or upper is None:
             dropped["unattributed" if key is None else "bad_le"] += 1
@@ -260,17 +265,17 @@ def _histogram_pods(
 def _build_gauge(
     rule: GaugeRule, vector: Sequence[PromSample], fresh_until: float, staleness: float
 ) -> tuple[dict[PodKey, PodValue], Counter[str]]:
-    return _gauge_pods(rule, vector, fresh_until, staleness)
+    return _gauge_pods(rule.labels, vector, fresh_until, staleness)
 
 
 def _gauge_pods(
-    rule: PrometheusRule, vector: Sequence[PromSample], fresh_until: float, staleness: float
+    names: PromLabels, vector: Sequence[PromSample], fresh_until: float, staleness: float
 ) -> tuple[dict[PodKey, PodValue], Counter[str]]:
     dropped: Counter[str] = Counter()
     values: dict[PodKey, PromSample] = {}
     stamps: dict[PodKey, PromSample] = {}
     for sample in vector:
-        key = _pod_key(rule, sample.labels)
+        key = _pod_key(names, sample.labels)
         part = sample.labels.get(promql.PART_LABEL)
         if key is None:
             dropped["unattributed"] += 1
@@ -302,7 +307,7 @@ def _build_plain(
     pods: dict[PodKey, PodValue] = {}
     ambiguous: set[PodKey] = set()
     for sample in vector:
-        key = _pod_key(rule, sample.labels)
+        key = _pod_key(rule.labels, sample.labels)
         if key is None:
             dropped["unattributed"] += 1
         elif key in pods or key in ambiguous:

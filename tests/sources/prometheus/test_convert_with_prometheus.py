@@ -61,6 +61,14 @@ PODS = (
         ],
         {"namespace": "ml", "pod": "web-0"},
     ),
+    Pod(  # dcgm-exporter scraped without honorLabels: its pod labels renamed exported_*
+        "llm-0",
+        [
+            Value("DCGM_FI_DEV_GPU_UTIL", 70, {"gpu": "0", "UUID": "GPU-0a"}),
+            Value("DCGM_FI_DEV_GPU_UTIL", 45, {"gpu": "1", "UUID": "GPU-1b"}),
+        ],
+        {"exported_namespace": "ml", "exported_pod": "llm-0", "pod": "nvidia-dcgm-exporter-x"},
+    ),
 )
 
 
@@ -124,6 +132,53 @@ async def test_walkthrough_rule_round_trip(prom: PrometheusServer, tmp_path: Pat
         (CONVERT / "walkthrough.yaml").read_text(),
         "http_requests_per_second",
         original,
+        [("production", "frontend-a"), ("production", "frontend-b")],
+    )
+
+
+# The walkthrough's rule plus the usual dcgm-exporter rule, with another label pair.
+TWO_LABEL_PAIRS = (
+    (CONVERT / "walkthrough.yaml").read_text()
+    + """\
+- seriesQuery: 'DCGM_FI_DEV_GPU_UTIL{exported_namespace!="",exported_pod!=""}'
+  resources:
+    overrides:
+      exported_namespace: {resource: "namespace"}
+      exported_pod: {resource: "pod"}
+  name: {as: "gpu_utilization_dcgm"}
+  metricsQuery: 'avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"""
+)
+
+
+async def test_a_rule_with_another_label_pair_keeps_it_per_metric(
+    prom: PrometheusServer, tmp_path: Path
+) -> None:
+    converted = convert(TWO_LABEL_PAIRS, "config.yaml")
+    assert converted.labels == ("kubernetes_namespace", "kubernetes_pod_name")
+    assert converted.metrics[-1]["prometheus"] == {
+        "query": "avg(DCGM_FI_DEV_GPU_UTIL{<<matchers>>}) by (<<groupBy>>)",
+        "namespaceLabel": "exported_namespace",
+        "podLabel": "exported_pod",
+    }
+    # prometheus-adapter expands the dcgm rule for namespaces/ml/pods/* as:
+    await round_trip(
+        prom,
+        tmp_path,
+        TWO_LABEL_PAIRS,
+        "gpu_utilization_dcgm",
+        'avg(DCGM_FI_DEV_GPU_UTIL{exported_namespace="ml",exported_pod=~"llm-0"}) '
+        "by (exported_pod)",
+        [("ml", "llm-0")],
+    )
+    # ... and the walkthrough's rule, in the same file, still reads its own labels.
+    await round_trip(
+        prom,
+        tmp_path,
+        TWO_LABEL_PAIRS,
+        "http_requests_per_second",
+        'sum(rate(http_requests_total{kubernetes_namespace="production",'
+        'kubernetes_pod_name=~"frontend-a|frontend-b"}[2m])) by (kubernetes_pod_name)',
         [("production", "frontend-a"), ("production", "frontend-b")],
     )
 

@@ -93,7 +93,7 @@ def test_documented_order_and_every_family_in_it() -> None:
             Aggregation.SUM,
             {},
             [
-                "prometheus.families: 'my_metric' has no built-in families (they exist for "
+                "prometheus.families: 'my_metric' has no built-in families (they exist for gpu_utilization, "
                 "inference_kv_cache_utilization, inference_latency_p95, inference_queue_depth, "
                 "inference_requests_running); use histogram, gauge or query"
             ],

@@ -36,11 +36,13 @@ LATENCY = MetricName("inference_latency_p95")
 QUEUE = MetricName("inference_queue_depth")
 KV = MetricName("inference_kv_cache_utilization")
 RUNNING = MetricName("inference_requests_running")
+GPU = MetricName("gpu_utilization")
 AGGREGATES = {
     LATENCY: Aggregation.HISTOGRAM,
     QUEUE: Aggregation.SUM,
     KV: Aggregation.MEAN,
     RUNNING: Aggregation.SUM,
+    GPU: Aggregation.MEAN,
 }
 
 
@@ -339,4 +341,5 @@ async def test_family_pods_self_metric(client: PrometheusClient) -> None:
         "nim": 1.0,
         "knative": None,
         "generic": None,
+        "dcgm-exporter": None,
     }
