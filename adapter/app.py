@@ -63,7 +63,7 @@ from adapter.core.ports import Clock, PodLister, Source
 from adapter.core.resolver import Resolver
 from adapter.kube import credentials as kube_credentials
 from adapter.kube.errors import KubeConfigError, PodsFileError
-from adapter.kube.listwatch import KubePodsAPI
+from adapter.kube.listwatch import KubeListWatch
 from adapter.kube.podindex import PodIndex
 from adapter.kube.podsfile import PodsFileIndex
 from adapter.rulesfile import CatalogueHolder, ConfigError
@@ -453,7 +453,7 @@ async def _pod_lister(
     kubeconfig = _str(settings.kube.kubeconfig)
     api_client = await kube_credentials.connect(kubeconfig, context=settings.kube.context)
     stack.push_async_callback(api_client.close)
-    return PodIndex(KubePodsAPI(api_client)), api_client
+    return PodIndex(KubeListWatch(api_client)), api_client
 
 
 async def serve(settings: Settings, started: Callable[[int], None] | None = None) -> int:

@@ -11,6 +11,7 @@ chained (``raise ... from e``) so logs keep the original traceback.
     ├── KubeConfigError        no usable kubeconfig / in-cluster credentials
     ├── PodsFileError          a --pods-file that cannot be read or understood
     ├── PodFormatError         a pod object missing what we need (skipped, logged)
+    ├── ObjectRejected         an object its consumer cannot use (the reflector relists later)
     └── KubeAPIError           the API server answered with an error Status
         ├── ResourceExpired    410 Gone: resourceVersion or continue token too old → relist
         └── KubeUnavailable    not reachable, timed out, dropped, 429 or 5xx → retry later
@@ -45,6 +46,11 @@ class PodsFileError(KubeError):
 
 class PodFormatError(KubeError, ValueError):
     """A pod object lacks a field we need or carries one we cannot parse."""
+
+
+class ObjectRejected(KubeError):
+    """What the API server sent is well-formed but its consumer refuses it (e.g. a
+    ConfigMap whose data does not parse). The reflector logs it and relists after a pause."""
 
 
 class KubeAPIError(KubeError):

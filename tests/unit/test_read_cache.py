@@ -68,16 +68,16 @@ def _iso(t: float) -> str:
 
 
 class EventPodsAPI:
-    """A PodsAPI whose watch streams the events queued since the last watch."""
+    """A ListWatchAPI whose watch streams the events queued since the last watch."""
 
     def __init__(self) -> None:
         self.queued: list[dict[str, Any]] = []
         self.rv = 1
 
-    async def list_pods(self, **_: Any) -> dict[str, Any]:
+    async def list(self, **_: Any) -> dict[str, Any]:
         return {"metadata": {"resourceVersion": "1"}, "items": []}
 
-    async def watch_pods(self, **_: Any) -> AsyncGenerator[dict[str, Any], None]:
+    async def watch(self, **_: Any) -> AsyncGenerator[dict[str, Any], None]:
         events, self.queued = self.queued, []
         for item in events:
             yield item
