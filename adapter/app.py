@@ -52,20 +52,21 @@ from adapter.api.telemetry import Telemetry
 from adapter.api.tls import ServingTLS, TLSConfigError
 from adapter.auth.authenticator import Authenticator
 from adapter.auth.authorizer import Authorizer, DelegatingAuthorizer, StandaloneAuthorizer
-from adapter.auth.config import ConfigMapWatcher, TrustLoader
-from adapter.auth.kube import KubeAuthClient
 from adapter.auth.tokens import TokenAuthenticator
 from adapter.auth.trust import TrustState
+from adapter.auth.trustsources import TrustLoader
 from adapter.core.catalogue import Catalogue, MetricSpec
 from adapter.core.explain import Diagnoser, Explainer
 from adapter.core.periodic import every
 from adapter.core.ports import Clock, PodLister, Source
 from adapter.core.resolver import Resolver
 from adapter.kube import credentials as kube_credentials
+from adapter.kube.configmap import ConfigMapWatch
 from adapter.kube.errors import KubeConfigError, PodsFileError
 from adapter.kube.listwatch import KubeListWatch
 from adapter.kube.podindex import PodIndex
 from adapter.kube.podsfile import PodsFileIndex
+from adapter.kube.reviews import KubeReviews
 from adapter.rulesfile import CatalogueHolder, ConfigError
 from adapter.settings import Settings
 from adapter.sources.gpu.discovery import CollectorDiscovery, PodDiscovery, StaticDiscovery
@@ -411,7 +412,7 @@ def _auth(settings: Settings, tls: ServingTLS, api_client: ApiClient | None) -> 
         authenticator = Authenticator(trust)
         authorizer = StandaloneAuthorizer()
     else:
-        kube = KubeAuthClient(api_client)
+        kube = KubeReviews(api_client)
         tokens = TokenAuthenticator(
             kube, audiences=auth.api_audiences, ttl=auth.authentication_token_webhook_cache_ttl
         )
@@ -423,7 +424,13 @@ def _auth(settings: Settings, tls: ServingTLS, api_client: ApiClient | None) -> 
             always_allow_paths=frozenset(auth.authorization_always_allow_paths),
         )
         if auth.lookup:
-            watcher = ConfigMapWatcher(kube, loader, auth)
+            watcher = ConfigMapWatch(
+                KubeListWatch(api_client, request_timeout=10.0),
+                auth.configmap_namespace,
+                auth.configmap_name,
+                loader.set_configmap,
+                task_name="trust-configmap-watch",
+            )
             tolerate = auth.authentication_tolerate_lookup_failure
 
             async def trust_configmap(_app: web.Application) -> AsyncIterator[None]:
