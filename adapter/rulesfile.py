@@ -50,6 +50,7 @@ import yaml
 
 from adapter.core.catalogue import Aggregation, Catalogue, MetricSpec, ServingPolicy, resource_kind
 from adapter.core.durations import parse_duration
+from adapter.core.errors import StartupError
 from adapter.core.model import MetricName, ResourceKind
 from adapter.sources.prometheus.families import PRESETS, families_for
 
@@ -133,7 +134,7 @@ class ConfigIssue:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(StartupError):
     """The rules file is invalid. ``issues`` holds every problem found, not just the first."""
 
     def __init__(self, issues: list[ConfigIssue]) -> None:

@@ -56,10 +56,9 @@ class ConfigMapWatch:
             sleep=sleep,
         )
 
-    @contextlib.asynccontextmanager
-    async def running(self, *, tolerate_failure: bool = False) -> AsyncIterator[None]:
-        """The first list (its KubeError is raised unless ``tolerate_failure``), then
-        the watch in a named task until the block ends."""
+    async def start(self, *, tolerate_failure: bool = False) -> None:
+        """The first list (its KubeError is raised unless ``tolerate_failure``), then the
+        watch in a named task until ``stop()``."""
         try:
             await self.reflector.list_once()
         except KubeError as e:
@@ -67,10 +66,18 @@ class ConfigMapWatch:
                 raise
             log.error("cannot read %s, continuing: %s", self._where, e)
         self.reflector.start(resume=True)
+
+    async def stop(self) -> None:
+        await self.reflector.stop()
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, tolerate_failure: bool = False) -> AsyncIterator[None]:
+        """``start()`` on entry, ``stop()`` on exit."""
+        await self.start(tolerate_failure=tolerate_failure)
         try:
             yield
         finally:
-            await self.reflector.stop()
+            await self.stop()
 
     # -- ReflectorTarget --------------------------------------------------------------
 

@@ -1,0 +1,111 @@
+"""Start-up failures: a StartupError is one clear log line and exit 2; a bug keeps its traceback.
+
+The adapter runs as a process (``python -m adapter serve``) with ``--log-level error``,
+so stderr holds exactly what an operator would read.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trustme
+
+from adapter.demo.stack import free_port
+
+PROMETHEUS = ["--prometheus-url", "http://127.0.0.1:9"]  # never contacted: start-up fails first
+
+
+def serve(pods_file: Path, client_ca: Path) -> list[str]:
+    return [
+        "serve",
+        "--bind-address",
+        "127.0.0.1",
+        "--secure-port",
+        str(free_port()),
+        "--log-level",
+        "error",
+        "--pods-file",
+        str(pods_file),
+        "--client-ca-file",
+        str(client_ca),
+    ]
+
+
+def run(args: list[str], prelude: str = "") -> subprocess.CompletedProcess[str]:
+    code = f"{prelude}\nfrom adapter.cli import main\nraise SystemExit(main({args!r}))"
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture
+def pods_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pods.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "PodList", "items": []}))
+    return path
+
+
+@pytest.fixture
+def client_ca(tmp_path: Path) -> Path:
+    path = tmp_path / "ca.pem"
+    path.write_bytes(trustme.CA().cert_pem.bytes())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("malformed-pods-file", "cannot start: {tmp}/bad.json: "),
+        (
+            "no-prometheus-url",
+            "cannot start: metrics inference_latency_p95, inference_queue_depth, "
+            "inference_kv_cache_utilization, inference_requests_running come from Prometheus: "
+            "set --prometheus-url (or drop them with includeDefaults: false in the rules file)",
+        ),
+        (
+            "unusable-client-ca",
+            "cannot start: cannot use the CA files of the flags: Unable to load PEM",
+        ),
+    ],
+)
+def test_a_startup_error_is_one_line_and_exit_2(
+    case: str, expected: str, pods_file: Path, client_ca: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"kind": "PodList", "items": [{"metadata": {}}]}')
+    args = {
+        "malformed-pods-file": [*serve(bad, client_ca), *PROMETHEUS],
+        "no-prometheus-url": serve(pods_file, client_ca),
+        "unusable-client-ca": [*serve(pods_file, pods_file), *PROMETHEUS],
+    }[case]
+
+    done = run(args)
+
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    entry = json.loads(lines[0])
+    assert (entry["level"], entry["logger"]) == ("error", "adapter.app")
+    assert entry["msg"].startswith(expected.format(tmp=tmp_path)), entry["msg"]
+    assert "exc" not in entry
+
+
+def test_an_unexpected_exception_keeps_its_traceback(pods_file: Path, client_ca: Path) -> None:
+    """A ValueError from a bug is not a start-up error: it is never reported as one."""
+    prelude = (
+        "from adapter.kube.podsfile import PodsFileIndex\n"
+        "def load(cls, path):\n"
+        "    raise ValueError('a bug, not a setting')\n"
+        "PodsFileIndex.load = classmethod(load)"
+    )
+
+    done = run([*serve(pods_file, client_ca), *PROMETHEUS], prelude)
+
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr
+    assert done.stderr.rstrip().endswith("ValueError: a bug, not a setting")
+    assert "cannot start" not in done.stderr
