@@ -72,7 +72,6 @@ from adapter.kube.podsfile import PodsFileIndex
 from adapter.kube.reviews import KubeReviews
 from adapter.rulesfile import CatalogueHolder, ConfigError
 from adapter.settings import Settings
-from adapter.sources.gpu import catalogue as gpu_catalogue
 from adapter.sources.gpu.discovery import discovery_from_settings
 from adapter.sources.gpu.source import GpuSource
 from adapter.sources.prometheus import catalogue as prom_catalogue
@@ -218,22 +217,11 @@ async def run_until_signalled(
 
 
 def catalogue_holder(path: Path | None, presets: tuple[str, ...] | None = None) -> CatalogueHolder:
-    """The live catalogue with every source's validators registered. Raises ConfigError.
+    """The live catalogue (each source's blocks read by the source). Raises ConfigError.
 
     ``presets`` (``--preset``) replaces the rules file's ``presets`` when given.
     """
-    return CatalogueHolder(
-        path,
-        metric_validators={
-            "prometheus": prom_catalogue.check_metric,
-            "gpu": gpu_catalogue.check_metric,
-        },
-        block_validators={
-            "prometheus": prom_catalogue.check_block,
-            "gpu": gpu_catalogue.check_block,
-        },
-        presets=presets,
-    )
+    return CatalogueHolder(path, presets)
 
 
 def _prometheus_source(

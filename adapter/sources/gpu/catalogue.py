@@ -1,7 +1,7 @@
-"""The GPU source's part of the catalogue: its rules-file checks.
+"""The GPU source's part of the catalogue: reading its rules-file blocks.
 
-The ``gpu`` blocks (top-level and per metric) take no options; the composition
-root registers these validators with ``adapter.rulesfile.CatalogueHolder``.
+The ``gpu`` blocks (top-level and per metric) take no options; ``adapter.rulesfile``
+reads them with these functions. There is no parsed rule to keep.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 from adapter.core.catalogue import MetricSpec
 
 
-def check_block(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+def read_block(raw: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[tuple[str, str]]]:
     """One problem per key: the gpu source takes no options."""
-    return [(str(key), "unknown key (the gpu source takes no options)") for key in raw]
+    return raw, [(str(key), "unknown key (the gpu source takes no options)") for key in raw]
 
 
-def check_metric(spec: MetricSpec, _settings: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The metric's ``gpu:`` block, checked as the top-level one."""
-    return check_block(spec.options)
+def read_metric(spec: MetricSpec, _block: object) -> tuple[None, list[tuple[str, str]]]:
+    """The metric's ``gpu:`` block, read as the top-level one; no rule is kept."""
+    return None, read_block(spec.options)[1]

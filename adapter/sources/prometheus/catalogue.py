@@ -1,9 +1,9 @@
-"""The Prometheus source's part of the catalogue: its rules-file checks and its rules.
+"""The Prometheus source's part of the catalogue: reading its rules-file blocks, its rules.
 
-``check_block`` and ``check_metric`` are the validators the composition root
-registers with ``adapter.rulesfile.CatalogueHolder`` for the ``prometheus``
-blocks; ``rules_of`` is the source's rules for a catalogue; ``queries_of`` the
-PromQL a refresh sends for each metric (``check-config``).
+``read_block`` and ``read_metric`` are how ``adapter.rulesfile`` reads the
+``prometheus`` blocks, once per load: each metric's rule is kept on its
+``MetricSpec`` (``rule``). ``rules_of`` collects them for the source;
+``queries_of`` is the PromQL a refresh sends for each metric (``check-config``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from adapter.core.catalogue import Catalogue, MetricSpec
 from adapter.sources.prometheus.rules import (
     SOURCE_NAME,
     FamilyRule,
+    GaugeRule,
+    HistogramRule,
     PrometheusRule,
     PromLabels,
     RuleError,
+    TemplateRule,
     parse_prometheus_block,
     parse_rule,
 )
@@ -30,32 +33,40 @@ def _strip(problems: Problems) -> Problems:
     return [(path.removeprefix(SOURCE_NAME).lstrip("."), message) for path, message in problems]
 
 
-def check_block(raw: Mapping[str, Any]) -> Problems:
-    """The top-level ``prometheus:`` block's problems (empty when valid)."""
+def read_block(raw: Mapping[str, Any]) -> tuple[PromLabels, Problems]:
+    """The top-level ``prometheus:`` block: its labels and its problems (empty when valid).
+
+    When it is invalid, the metrics are read with the default labels: its problems
+    are reported once, here, not once per metric.
+    """
     try:
-        parse_prometheus_block(raw)
+        return parse_prometheus_block(raw), []
     except RuleError as e:
-        return _strip(e.problems)
-    return []
+        return PromLabels(), _strip(e.problems)
 
 
-def check_metric(spec: MetricSpec, settings: Mapping[str, Any]) -> Problems:
-    """One metric's ``prometheus:`` block's problems, under the top-level ``settings``."""
+def read_metric(spec: MetricSpec, labels: PromLabels) -> tuple[PrometheusRule | None, Problems]:
+    """One metric's ``prometheus:`` block: its rule (None when invalid) and its problems."""
     try:
-        labels = parse_prometheus_block(settings)
-    except RuleError:
-        labels = PromLabels()  # the block's own problems are reported once, by check_block
-    try:
-        parse_rule(spec, labels)
+        return parse_rule(spec, labels), []
     except RuleError as e:
-        return _strip(e.problems)
-    return []
+        return None, _strip(e.problems)
 
 
 def rules_of(catalogue: Catalogue) -> list[PrometheusRule]:
-    """The rules of the catalogue's Prometheus metrics (a validated catalogue: never raises)."""
-    labels = parse_prometheus_block(catalogue.source_settings.get(SOURCE_NAME, {}))
-    return [parse_rule(spec, labels) for spec in catalogue if spec.source == SOURCE_NAME]
+    """The rules the catalogue's Prometheus metrics were read into when it was loaded.
+
+    Never parses: a catalogue comes from ``adapter.rulesfile``, which reads every
+    block once. Raises TypeError for a Prometheus metric without its rule.
+    """
+    rules: list[PrometheusRule] = []
+    for spec in catalogue:
+        if spec.source != SOURCE_NAME:
+            continue
+        if not isinstance(spec.rule, HistogramRule | GaugeRule | TemplateRule | FamilyRule):
+            raise TypeError(f"metric {spec.name} has no Prometheus rule: load it with rulesfile")
+        rules.append(spec.rule)
+    return rules
 
 
 def queries_of(catalogue: Catalogue) -> dict[str, tuple[tuple[str, str], ...]]:
