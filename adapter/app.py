@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -187,12 +188,21 @@ async def run_until_signalled(
     """Serve until SIGTERM/SIGINT: then stop accepting, finish in-flight requests, exit.
 
     Connections are accepted through ``guard`` (adapter.api.connections): capped,
-    and closed when no request head arrives within its deadline.
+    and closed when no request head arrives within its deadline. Raises StartupError
+    when the address cannot be listened on.
     """
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log=None)
-    await runner.setup()
-    site = GuardedSite(runner, host, port, ssl_context=ssl_context, guard=guard)
-    await site.start()
+    try:
+        await runner.setup()  # the app's lifetimes start here (a StartupError may stop them)
+        site = GuardedSite(runner, host, port, ssl_context=ssl_context, guard=guard)
+        try:
+            await site.start()
+        except OSError as e:  # the port is taken, or the address is not ours
+            why = os.strerror(e.errno) if e.errno else str(e)
+            raise StartupError(f"cannot listen on {host}:{port}: {why}") from e
+    except BaseException:
+        await runner.cleanup()  # end the lifetimes that did start
+        raise
     bound = site.port
     log.info("serving custom.metrics.k8s.io on https://%s:%d", host, bound)
     if started is not None:

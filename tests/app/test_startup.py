@@ -6,7 +6,9 @@ so stderr holds exactly what an operator would read.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 import trustme
 
 from adapter.demo.stack import free_port
+from tests.fakes.kube_api import FakeKubeServer
 
 PROMETHEUS = ["--prometheus-url", "http://127.0.0.1:9"]  # never contacted: start-up fails first
 
@@ -94,6 +97,24 @@ def test_a_startup_error_is_one_line_and_exit_2(
     assert "exc" not in entry
 
 
+def test_a_taken_port_is_a_startup_error(pods_file: Path, client_ca: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = serve(pods_file, client_ca)
+        args[args.index("--secure-port") + 1] = str(port)
+
+        done = run([*args, *PROMETHEUS])
+
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    entry = json.loads(line)
+    assert (
+        entry["msg"] == f"cannot start: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+
+
 def test_an_unexpected_exception_keeps_its_traceback(pods_file: Path, client_ca: Path) -> None:
     """A ValueError from a bug is not a start-up error: it is never reported as one."""
     prelude = (
@@ -109,3 +130,35 @@ def test_an_unexpected_exception_keeps_its_traceback(pods_file: Path, client_ca:
     assert "Traceback (most recent call last)" in done.stderr
     assert done.stderr.rstrip().endswith("ValueError: a bug, not a setting")
     assert "cannot start" not in done.stderr
+
+
+async def test_an_unreadable_trust_configmap_is_a_startup_error(tmp_path: Path) -> None:
+    """Without --authentication-tolerate-lookup-failure, a ConfigMap that cannot be read
+    stops the start: the lifetimes already started are ended, one line is logged."""
+    async with FakeKubeServer() as fake:  # no auth routes: listing ConfigMaps is a 404
+        kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "adapter",
+            "serve",
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            str(free_port()),
+            "--log-level",
+            "error",
+            "--kubeconfig",
+            str(kubeconfig),
+            *PROMETHEUS,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), 120)
+
+    assert process.returncode == 2, stderr
+    [line] = stderr.decode().splitlines()
+    assert json.loads(line)["msg"] == (
+        "cannot start: cannot read kube-system/extension-apiserver-authentication "
+        "(--authentication-tolerate-lookup-failure starts without it): "
+        "not found"
+    )
