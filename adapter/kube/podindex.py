@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Self
 
 from adapter.core.model import PodUID
 from adapter.kube.backoff import Backoff
@@ -21,14 +19,14 @@ from adapter.kube.errors import PodFormatError
 from adapter.kube.listwatch import JSONObject, ListWatchAPI, Resource
 from adapter.kube.podinfo import pod_from_k8s, pod_key
 from adapter.kube.podstore import PodStore, StoredPods
-from adapter.kube.reflector import Reflector, Sleep
+from adapter.kube.reflector import Reflector, RunsInATask, Sleep
 
 log = logging.getLogger(__name__)
 
 __all__ = ["PodIndex", "Sleep"]
 
 
-class PodIndex(StoredPods):
+class PodIndex(StoredPods, RunsInATask):
     """All pods (or those matching the selectors), kept current by list+watch.
 
     ``run()`` is the long-running loop (``start()``/``stop()`` or ``async with``
@@ -96,18 +94,6 @@ class PodIndex(StoredPods):
     async def stop(self) -> None:
         """Cancel the task ``start()`` made and wait for it to end."""
         await self._reflector.stop()
-
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- ReflectorTarget --------------------------------------------------------------
 

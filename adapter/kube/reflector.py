@@ -12,6 +12,7 @@ relists at once; any other refusal, or an object the target rejects
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -50,7 +51,31 @@ class ReflectorTarget(Protocol):
         ...
 
 
-class Reflector:
+class RunsInATask(abc.ABC):
+    """``async with`` runs the object's loop: ``start()`` on entry, ``stop()`` on exit."""
+
+    @abc.abstractmethod
+    def start(self) -> asyncio.Task[None]:
+        """Run the loop as a named task."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Cancel that task and wait for it to end."""
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class Reflector(RunsInATask):
     """List+watch ``resource`` into ``target``; ``run()`` is the loop, the rest its steps.
 
     ``list_once()`` and ``watch_once()`` are public so tests drive them one at a
@@ -186,18 +211,6 @@ class Reflector:
         if task is not None:
             task.cancel()
             await asyncio.wait({task})
-
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _list_into_target(self, counted: list[int]) -> str:
         found: list[str] = []

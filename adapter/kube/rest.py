@@ -32,12 +32,13 @@ async def open_request(
     *,
     query: Sequence[tuple[str, Any]] = (),
     body: JSONObject | None = None,
-    request_timeout: float,
+    request_timeout: float | None = None,
 ) -> aiohttp.ClientResponse:
     """Send one request; the caller reads and releases the response (``async with``).
 
-    ``query`` pairs whose value is None are left out. Raises the client's and
-    aiohttp's own errors (callers translate them with the response's context).
+    ``query`` pairs whose value is None are left out; ``request_timeout`` None is
+    the client's default. Raises the client's and aiohttp's own errors (callers
+    translate them with the response's context).
     """
     headers = {"Accept": "application/json"}
     if body is not None:

@@ -22,20 +22,14 @@ from tests.fakes.kube_api import FakeKubeServer
 PROMETHEUS = ["--prometheus-url", "http://127.0.0.1:9"]  # never contacted: start-up fails first
 
 
-def serve(pods_file: Path, client_ca: Path) -> list[str]:
-    return [
-        "serve",
-        "--bind-address",
-        "127.0.0.1",
-        "--secure-port",
-        str(free_port()),
-        "--log-level",
-        "error",
-        "--pods-file",
-        str(pods_file),
-        "--client-ca-file",
-        str(client_ca),
-    ]
+def serve(*sources: str) -> list[str]:
+    """``serve`` on a free loopback port, logging errors only, with ``sources`` (pods, CA)."""
+    port = str(free_port())
+    return ["serve", "--bind-address", "127.0.0.1", "--secure-port", port, "--log-level", "error", *sources]  # fmt: skip
+
+
+def standalone(pods_file: Path, client_ca: Path) -> list[str]:
+    return serve("--pods-file", str(pods_file), "--client-ca-file", str(client_ca))
 
 
 def run(args: list[str], prelude: str = "") -> subprocess.CompletedProcess[str]:
@@ -81,9 +75,9 @@ def test_a_startup_error_is_one_line_and_exit_2(
     bad = tmp_path / "bad.json"
     bad.write_text('{"kind": "PodList", "items": [{"metadata": {}}]}')
     args = {
-        "malformed-pods-file": [*serve(bad, client_ca), *PROMETHEUS],
-        "no-prometheus-url": serve(pods_file, client_ca),
-        "unusable-client-ca": [*serve(pods_file, pods_file), *PROMETHEUS],
+        "malformed-pods-file": [*standalone(bad, client_ca), *PROMETHEUS],
+        "no-prometheus-url": standalone(pods_file, client_ca),
+        "unusable-client-ca": [*standalone(pods_file, pods_file), *PROMETHEUS],
     }[case]
 
     done = run(args)
@@ -102,7 +96,7 @@ def test_a_taken_port_is_a_startup_error(pods_file: Path, client_ca: Path) -> No
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        args = serve(pods_file, client_ca)
+        args = standalone(pods_file, client_ca)
         args[args.index("--secure-port") + 1] = str(port)
 
         done = run([*args, *PROMETHEUS])
@@ -124,7 +118,7 @@ def test_an_unexpected_exception_keeps_its_traceback(pods_file: Path, client_ca:
         "PodsFileIndex.load = classmethod(load)"
     )
 
-    done = run([*serve(pods_file, client_ca), *PROMETHEUS], prelude)
+    done = run([*standalone(pods_file, client_ca), *PROMETHEUS], prelude)
 
     assert done.returncode == 1
     assert "Traceback (most recent call last)" in done.stderr
@@ -141,15 +135,7 @@ async def test_an_unreadable_trust_configmap_is_a_startup_error(tmp_path: Path) 
             sys.executable,
             "-m",
             "adapter",
-            "serve",
-            "--bind-address",
-            "127.0.0.1",
-            "--secure-port",
-            str(free_port()),
-            "--log-level",
-            "error",
-            "--kubeconfig",
-            str(kubeconfig),
+            *serve("--kubeconfig", str(kubeconfig)),
             *PROMETHEUS,
             stderr=asyncio.subprocess.PIPE,
         )
