@@ -1,17 +1,20 @@
 """Composition root: the one place that wires concrete classes together.
 
 ``build_app`` assembles the aiohttp application from already-built parts (tests
-pass fakes). ``serve`` builds the real parts from Settings (pod index, sources,
-TLS, auth), runs the server and shuts it down gracefully on SIGTERM.
+pass fakes). ``serve`` builds the real parts from Settings with each package's
+own constructors (pod index, sources, TLS, auth), closes every client it opened
+on its exit stack, runs the server and shuts it down gracefully on SIGTERM.
+Source-specific knowledge (rules-file checks, rules, clients) lives in the
+source packages; only the choice of which parts to build is made here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import logging
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -49,38 +52,32 @@ from adapter.api.state import (
     ReadinessCheck,
 )
 from adapter.api.telemetry import Telemetry
-from adapter.api.tls import ServingTLS, TLSConfigError
+from adapter.api.tls import ServingTLS
 from adapter.auth.authenticator import Authenticator
 from adapter.auth.authorizer import Authorizer, DelegatingAuthorizer, StandaloneAuthorizer
-from adapter.auth.config import ConfigMapWatcher, TrustLoader
-from adapter.auth.kube import KubeAuthClient
 from adapter.auth.tokens import TokenAuthenticator
 from adapter.auth.trust import TrustState
-from adapter.core.catalogue import Catalogue, MetricSpec
+from adapter.auth.trustsources import TrustLoader
+from adapter.core.catalogue import Catalogue
+from adapter.core.errors import StartupError
 from adapter.core.explain import Diagnoser, Explainer
 from adapter.core.periodic import every
 from adapter.core.ports import Clock, PodLister, Source
 from adapter.core.resolver import Resolver
 from adapter.kube import credentials as kube_credentials
-from adapter.kube.errors import KubeConfigError, PodsFileError
-from adapter.kube.listwatch import KubePodsAPI
+from adapter.kube.configmap import ConfigMapWatch
+from adapter.kube.errors import KubeError
+from adapter.kube.listwatch import KubeListWatch
 from adapter.kube.podindex import PodIndex
 from adapter.kube.podsfile import PodsFileIndex
+from adapter.kube.reviews import KubeReviews
 from adapter.rulesfile import CatalogueHolder, ConfigError
 from adapter.settings import Settings
-from adapter.sources.gpu.discovery import CollectorDiscovery, PodDiscovery, StaticDiscovery
+from adapter.sources.gpu.discovery import discovery_from_settings
 from adapter.sources.gpu.source import GpuSource
+from adapter.sources.prometheus import catalogue as prom_catalogue
 from adapter.sources.prometheus.diagnose import PrometheusDiagnoser
-from adapter.sources.prometheus.rules import (
-    FamilyRule,
-    PrometheusRule,
-    PromLabels,
-    RuleError,
-    parse_prometheus_block,
-    parse_rule,
-)
 from adapter.sources.prometheus.source import PrometheusSource
-from adapter.sources.prometheus.transport import PrometheusClient, TransportOptions
 
 log = logging.getLogger(__name__)
 
@@ -191,12 +188,21 @@ async def run_until_signalled(
     """Serve until SIGTERM/SIGINT: then stop accepting, finish in-flight requests, exit.
 
     Connections are accepted through ``guard`` (adapter.api.connections): capped,
-    and closed when no request head arrives within its deadline.
+    and closed when no request head arrives within its deadline. Raises StartupError
+    when the address cannot be listened on.
     """
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log=None)
-    await runner.setup()
-    site = GuardedSite(runner, host, port, ssl_context=ssl_context, guard=guard)
-    await site.start()
+    try:
+        await runner.setup()  # the app's lifetimes start here (a StartupError may stop them)
+        site = GuardedSite(runner, host, port, ssl_context=ssl_context, guard=guard)
+        try:
+            await site.start()
+        except OSError as e:  # the port is taken, or the address is not ours
+            why = os.strerror(e.errno) if e.errno else str(e)
+            raise StartupError(f"cannot listen on {host}:{port}: {why}") from e
+    except BaseException:
+        await runner.cleanup()  # end the lifetimes that did start
+        raise
     bound = site.port
     log.info("serving custom.metrics.k8s.io on https://%s:%d", host, bound)
     if started is not None:
@@ -217,108 +223,25 @@ async def run_until_signalled(
         log.info("stopped")
 
 
-# -- rules file ---------------------------------------------------------------------------
-
-
-def _strip(prefix: str, problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(path.removeprefix(prefix).lstrip("."), message) for path, message in problems]
-
-
-def _prometheus_block(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
-    try:
-        parse_prometheus_block(raw)
-    except RuleError as e:
-        return _strip("prometheus", e.problems)
-    return []
-
-
-def _prometheus_metric(spec: MetricSpec, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
-    try:
-        labels = parse_prometheus_block(settings)
-    except RuleError:
-        labels = PromLabels()  # the block's own problems are reported once, by _prometheus_block
-    try:
-        parse_rule(spec, labels)
-    except RuleError as e:
-        return _strip("prometheus", e.problems)
-    return []
-
-
-def _gpu_block(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return [(str(key), "unknown key (the gpu source takes no options)") for key in raw]
-
-
-def _gpu_metric(spec: MetricSpec, _settings: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return _gpu_block(spec.options)
-
-
-def catalogue_holder(path: Path | None, presets: tuple[str, ...] | None = None) -> CatalogueHolder:
-    """The live catalogue with every source's validators registered. Raises ConfigError.
-
-    ``presets`` (``--preset``) replaces the rules file's ``presets`` when given.
-    """
-    return CatalogueHolder(
-        path,
-        metric_validators={"prometheus": _prometheus_metric, "gpu": _gpu_metric},
-        block_validators={"prometheus": _prometheus_block, "gpu": _gpu_block},
-        presets=presets,
-    )
-
-
 # -- the real thing ------------------------------------------------------------------------
 
 
-class StartupError(Exception):
-    """The adapter cannot start with these settings (the message says why)."""
+def catalogue_holder(path: Path | None, presets: tuple[str, ...] | None = None) -> CatalogueHolder:
+    """The live catalogue (each source's blocks read by the source). Raises ConfigError.
 
-
-def prometheus_rules(catalogue: Catalogue) -> list[PrometheusRule]:
-    labels = parse_prometheus_block(catalogue.source_settings.get("prometheus", {}))
-    return [parse_rule(spec, labels) for spec in catalogue if spec.source == "prometheus"]
-
-
-def prometheus_queries(catalogue: Catalogue) -> dict[str, tuple[tuple[str, str], ...]]:
-    """Per Prometheus metric, ``(family, PromQL)`` for each query a refresh sends.
-
-    Rules without families send one query, labelled with their form.
+    ``presets`` (``--preset``) replaces the rules file's ``presets`` when given.
     """
-    result: dict[str, tuple[tuple[str, str], ...]] = {}
-    for rule in prometheus_rules(catalogue):
-        if isinstance(rule, FamilyRule):
-            result[rule.metric] = rule.queries()
-        else:
-            form = type(rule).__name__.removesuffix("Rule").lower()
-            result[rule.metric] = ((form, rule.query()),)
-    return result
-
-
-async def family_winners(
-    catalogue: Catalogue, url: str, query_timeout: float
-) -> dict[str, dict[str, list[tuple[str, str]]]]:
-    """One refresh of the catalogue's Prometheus rules: per metric, the pods each family won.
-
-    A metric whose queries failed is left out (the refresh logs why).
-    """
-    client = PrometheusClient(TransportOptions(url=url, timeout=query_timeout))
-    try:
-        source = PrometheusSource(client, prometheus_rules(catalogue))
-        await source.refresh_once()
-        return {
-            str(metric): {
-                family: [(str(ns), str(pod)) for ns, pod in pods]
-                for family, pods in snap.by_family().items()
-            }
-            for metric, snap in source.snapshot.items()
-        }
-    finally:
-        client.close()
+    return CatalogueHolder(path, presets)
 
 
 def _prometheus_source(
-    settings: Settings, holder: CatalogueHolder, registry: CollectorRegistry
+    settings: Settings,
+    holder: CatalogueHolder,
+    registry: CollectorRegistry,
+    stack: contextlib.AsyncExitStack,
 ) -> PrometheusSource | None:
-    prom = settings.prometheus
-    if prom.url is None:
+    """The Prometheus source following the live rules (None without ``--prometheus-url``)."""
+    if settings.prometheus.url is None:
         needing = [spec.name for spec in holder() if spec.source == "prometheus"]
         if needing:
             raise StartupError(
@@ -326,65 +249,14 @@ def _prometheus_source(
                 "(or drop them with includeDefaults: false in the rules file)"
             )
         return None
-    options = TransportOptions(
-        url=prom.url,
-        bearer_token_file=_str(prom.bearer_token_file),
-        ca_file=_str(prom.ca_file),
-        cert_file=_str(prom.client_cert_file),
-        key_file=_str(prom.client_key_file),
-        headers=dict(prom.headers),
-        timeout=prom.timeout,
-        insecure_skip_verify=prom.insecure_skip_verify,
+    source = PrometheusSource.from_settings(
+        settings.prometheus, prom_catalogue.rules_of(holder()), registry=registry
     )
-    # metricLabelSelector queries get their own threads and a short deadline: a hung
-    # Prometheus cannot make them wait behind the refresh, nor the refresh behind them.
-    selector_options = dataclasses.replace(
-        options,
-        timeout=min(prom.timeout, prom.selector_timeout),
-        max_concurrency=prom.selector_concurrency,
+    stack.callback(source.close)
+    holder.listeners.append(
+        lambda catalogue: source.update_rules(prom_catalogue.rules_of(catalogue))
     )
-    source = PrometheusSource(
-        PrometheusClient(options),
-        prometheus_rules(holder()),
-        refresh_interval=prom.refresh_interval,
-        staleness=prom.stale_after,
-        registry=registry,
-        selector_api=PrometheusClient(selector_options),
-        selector_concurrency=prom.selector_concurrency,
-    )
-    holder.listeners.append(lambda catalogue: source.update_rules(prometheus_rules(catalogue)))
     return source
-
-
-def _gpu_source(
-    settings: Settings,
-    pods: PodLister,
-    standalone: bool,
-    registry: CollectorRegistry,
-    *,
-    needed: bool = True,
-) -> GpuSource:
-    """The collector source; ``needed``: a metric of the rules reads it (else no warning
-    about missing collectors: gpu_utilization may come from dcgm-exporter)."""
-    gpu = settings.gpu
-    discovery: CollectorDiscovery
-    if standalone or gpu.collector_urls:
-        discovery = StaticDiscovery(gpu.collector_urls)
-        if not gpu.collector_urls and needed:
-            log.warning("no --gpu-collector-url given: gpu_utilization will have no values")
-    else:
-        discovery = PodDiscovery(pods, gpu.collector_selector, gpu.collector_port)
-    return GpuSource(
-        discovery,
-        pull_interval=gpu.pull_interval,
-        staleness=gpu.stale_after,
-        timeout=gpu.timeout,
-        registry=registry,
-    )
-
-
-def _str(path: Path | None) -> str | None:
-    return None if path is None else str(path)
 
 
 @dataclass
@@ -406,7 +278,10 @@ def _auth(settings: Settings, tls: ServingTLS, api_client: ApiClient | None) -> 
     trust = TrustState()
     trust.subscribe(lambda c: tls.set_client_cas(c.client_ca_pem, c.requestheader_ca_pem))
     loader = TrustLoader(auth, trust)
-    loader.refresh_once()  # flag files; raises on unreadable material (startup error)
+    try:
+        loader.refresh_once()  # the flag files
+    except (OSError, ValueError) as e:
+        raise StartupError(f"cannot use the CA files of the flags: {e}") from e
     lifetimes = [
         background(
             "trust-files",
@@ -418,7 +293,7 @@ def _auth(settings: Settings, tls: ServingTLS, api_client: ApiClient | None) -> 
         authenticator = Authenticator(trust)
         authorizer = StandaloneAuthorizer()
     else:
-        kube = KubeAuthClient(api_client)
+        kube = KubeReviews(api_client)
         tokens = TokenAuthenticator(
             kube, audiences=auth.api_audiences, ttl=auth.authentication_token_webhook_cache_ttl
         )
@@ -430,12 +305,28 @@ def _auth(settings: Settings, tls: ServingTLS, api_client: ApiClient | None) -> 
             always_allow_paths=frozenset(auth.authorization_always_allow_paths),
         )
         if auth.lookup:
-            watcher = ConfigMapWatcher(kube, loader, auth)
+            watcher = ConfigMapWatch(
+                KubeListWatch(api_client, request_timeout=10.0),
+                auth.configmap_namespace,
+                auth.configmap_name,
+                loader.set_configmap,
+                task_name="trust-configmap-watch",
+            )
             tolerate = auth.authentication_tolerate_lookup_failure
 
             async def trust_configmap(_app: web.Application) -> AsyncIterator[None]:
-                async with watcher.running(tolerate_failure=tolerate):
+                try:
+                    await watcher.start(tolerate_failure=tolerate)
+                except KubeError as e:
+                    where = f"{auth.configmap_namespace}/{auth.configmap_name}"
+                    raise StartupError(
+                        f"cannot read {where} (--authentication-tolerate-lookup-failure "
+                        f"starts without it): {e}"
+                    ) from e
+                try:
                     yield
+                finally:
+                    await watcher.stop()
 
             lifetimes.append(trust_configmap)
     return AuthParts(
@@ -457,46 +348,75 @@ async def _pod_lister(
         pods = PodsFileIndex.load(settings.kube.pods_file)
         log.info("standalone mode: %d pods from %s", len(pods), settings.kube.pods_file)
         return pods, None
-    kubeconfig = _str(settings.kube.kubeconfig)
+    kubeconfig = None if settings.kube.kubeconfig is None else str(settings.kube.kubeconfig)
     api_client = await kube_credentials.connect(kubeconfig, context=settings.kube.context)
     stack.push_async_callback(api_client.close)
-    return PodIndex(KubePodsAPI(api_client)), api_client
+    return PodIndex(KubeListWatch(api_client)), api_client
+
+
+def _gpu_source(
+    settings: Settings,
+    pods: PodLister,
+    standalone: bool,
+    registry: CollectorRegistry,
+    stack: contextlib.AsyncExitStack,
+    *,
+    needed: bool = True,
+) -> GpuSource:
+    """The GPU source: collectors from ``--gpu-collector-url``, or found by label in a cluster.
+
+    ``needed``: a metric of the rules reads it (else no warning about missing
+    collectors: gpu_utilization may come from dcgm-exporter)."""
+    try:
+        discovery = discovery_from_settings(
+            settings.gpu, pods, standalone=standalone, warn_if_empty=needed
+        )
+    except ValueError as e:
+        raise StartupError(f"GPU collectors: {e}") from e
+    source = GpuSource.from_settings(settings.gpu, discovery, registry=registry)
+    stack.push_async_callback(source.close)
+    return source
 
 
 async def serve(settings: Settings, started: Callable[[int], None] | None = None) -> int:
-    """Run the adapter until SIGTERM. Returns the process exit code."""
+    """Run the adapter until SIGTERM. Returns the process exit code.
+
+    A ``StartupError`` (the settings or a file cannot be used) is logged as one
+    line, ``cannot start: ...`` (the rules file's problems, one per line), and
+    gives 2; any other exception is a bug and propagates with its traceback.
+    """
     try:
-        holder = catalogue_holder(settings.config_file, settings.presets or None)
+        return await _serve(settings, started)
     except ConfigError as e:
         log.error("invalid rules file:\n%s", e)
         return 2
+    except StartupError as e:
+        log.error("cannot start: %s", e)
+        return 2
+
+
+async def _serve(settings: Settings, started: Callable[[int], None] | None) -> int:
+    holder = catalogue_holder(settings.config_file, settings.presets or None)
     registry = CollectorRegistry(auto_describe=True)
     async with contextlib.AsyncExitStack() as stack:
-        try:
-            pods, api_client = await _pod_lister(settings, stack)
-            sources: dict[str, Source] = {}
-            prometheus = _prometheus_source(settings, holder, registry)
-            tls = ServingTLS(
-                settings.serving.tls_cert_file,
-                settings.serving.tls_private_key_file,
-                settings.serving.cert_dir,
-                hosts=("localhost", "127.0.0.1", *settings.serving.extra_hosts),
-            )
-            auth = _auth(settings, tls, api_client)
-            gpu = _gpu_source(
-                settings,
-                pods,
-                api_client is None,
-                registry,
-                needed=any(spec.source == "gpu" for spec in holder()),
-            )
-            stack.push_async_callback(gpu.close)
-        except (StartupError, KubeConfigError, PodsFileError, TLSConfigError, RuleError) as e:
-            log.error("cannot start: %s", e)
-            return 2
-        except (OSError, ValueError) as e:  # unreadable CA files, bad collector URLs
-            log.error("cannot start: %s", e)
-            return 2
+        pods, api_client = await _pod_lister(settings, stack)
+        sources: dict[str, Source] = {}
+        prometheus = _prometheus_source(settings, holder, registry, stack)
+        tls = ServingTLS(
+            settings.serving.tls_cert_file,
+            settings.serving.tls_private_key_file,
+            settings.serving.cert_dir,
+            hosts=("localhost", "127.0.0.1", *settings.serving.extra_hosts),
+        )
+        auth = _auth(settings, tls, api_client)
+        gpu = _gpu_source(
+            settings,
+            pods,
+            api_client is None,
+            registry,
+            stack,
+            needed=any(spec.source == "gpu" for spec in holder()),
+        )
         tasks: list[Callable[[web.Application], AsyncIterator[None]]] = [
             *auth.lifetimes,
             tls.cleanup_ctx(),

@@ -199,8 +199,10 @@ def _check_config(args: argparse.Namespace) -> int:
 
     With ``--prometheus-url``, then one refresh: per metric, the pods each family won.
     """
-    from adapter.app import catalogue_holder, family_winners, prometheus_queries  # noqa: PLC0415
+    from adapter.app import catalogue_holder  # noqa: PLC0415
     from adapter.rulesfile import ConfigError  # noqa: PLC0415
+    from adapter.sources.prometheus.catalogue import queries_of  # noqa: PLC0415
+    from adapter.sources.prometheus.diagnose import family_winners  # noqa: PLC0415
 
     try:
         presets = flags.read_flag(Settings, "presets", args)
@@ -210,7 +212,7 @@ def _check_config(args: argparse.Namespace) -> int:
         return 1
     if catalogue.presets:
         print(f"presets: {', '.join(catalogue.presets)}")
-    queries = prometheus_queries(catalogue)
+    queries = queries_of(catalogue)
     for spec in catalogue:
         resources = ", ".join(str(rk.group_resource) for rk in spec.resources)
         print(

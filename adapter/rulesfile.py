@@ -47,6 +47,7 @@ must be one of mean, sum, max, histogram``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,18 +58,29 @@ import yaml
 
 from adapter.core.catalogue import Aggregation, Catalogue, MetricSpec, ServingPolicy, resource_kind
 from adapter.core.durations import parse_duration
+from adapter.core.errors import StartupError
 from adapter.core.model import MetricName, ResourceKind
 from adapter.core.names import is_metric_name
+from adapter.sources.gpu import catalogue as gpu_catalogue
+from adapter.sources.prometheus import catalogue as prometheus_catalogue
 from adapter.sources.prometheus.families import DCGM_EXPORTER, PRESETS, families_for
 
 log = logging.getLogger(__name__)
 
-# A source's check of one metric's block: (key path, message) pairs, empty when valid.
-MetricValidator = Callable[[MetricSpec, Mapping[str, Any]], list[tuple[str, str]]]
-# A source's check of its top-level block (e.g. ``prometheus:``).
-BlockValidator = Callable[[Mapping[str, Any]], list[tuple[str, str]]]
+Problems = list[tuple[str, str]]
+# A source's reading of its top-level block (e.g. ``prometheus:``): the parsed block handed
+# to its MetricReader, and (key path, message) problems, empty when valid.
+BlockReader = Callable[[Mapping[str, Any]], tuple[Any, Problems]]
+# A source's reading of one metric's block under the parsed top-level block: the rule kept
+# on the MetricSpec (None when invalid, or for a source that keeps none), and problems.
+MetricReader = Callable[[MetricSpec, Any], tuple[object | None, Problems]]
 
-SOURCES = ("prometheus", "gpu")
+# Each source's readers: every block is read once per load, by the source that owns it.
+READERS: Mapping[str, tuple[BlockReader, MetricReader]] = {
+    "prometheus": (prometheus_catalogue.read_block, prometheus_catalogue.read_metric),
+    "gpu": (gpu_catalogue.read_block, gpu_catalogue.read_metric),
+}
+SOURCES = tuple(READERS)
 _TOP_KEYS = frozenset({"serving", "includeDefaults", "presets", "metrics", *SOURCES})
 # The keys that choose a rule's form: a user block naming one replaces a built-in's block.
 _FORM_KEYS = frozenset({"histogram", "gauge", "query", "families"})
@@ -150,7 +162,7 @@ class ConfigIssue:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(StartupError):
     """The rules file is invalid. ``issues`` holds every problem found, not just the first."""
 
     def __init__(self, issues: list[ConfigIssue]) -> None:
@@ -253,44 +265,28 @@ class _Collector:
         return value
 
 
-def load_catalogue(
-    path: Path | None,
-    metric_validators: Mapping[str, MetricValidator] | None = None,
-    block_validators: Mapping[str, BlockValidator] | None = None,
-    *,
-    presets: tuple[str, ...] | None = None,
-) -> Catalogue:
+def load_catalogue(path: Path | None, *, presets: tuple[str, ...] | None = None) -> Catalogue:
     """Read and validate a rules file (None: the built-in defaults only).
 
     Raises ConfigError listing every problem with file and line. Source blocks
-    are checked by the validators the composition root registers per source.
-    ``presets`` (from ``--preset``) replaces the file's ``presets`` when given.
+    are read by their source's ``READERS``, once: each metric keeps its parsed
+    rule (``MetricSpec.rule``). ``presets`` (from ``--preset``) replaces the
+    file's ``presets`` when given.
     """
     if path is None:
-        return build_catalogue(
-            {}, "<built-in>", {}, metric_validators, block_validators, presets=presets
-        )
+        return build_catalogue({}, "<built-in>", {}, presets=presets)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read: {e}")]) from e
     located = _parse_yaml(text, str(path))
-    return build_catalogue(
-        located.value,
-        str(path),
-        located.lines,
-        metric_validators,
-        block_validators,
-        presets=presets,
-    )
+    return build_catalogue(located.value, str(path), located.lines, presets=presets)
 
 
 def build_catalogue(
     raw: Any,
     file: str,
     lines: Mapping[str, int],
-    metric_validators: Mapping[str, MetricValidator] | None = None,
-    block_validators: Mapping[str, BlockValidator] | None = None,
     *,
     presets: tuple[str, ...] | None = None,
 ) -> Catalogue:
@@ -302,14 +298,16 @@ def build_catalogue(
         issues.add("includeDefaults", "must be true or false")
         include_defaults = True
     source_settings: dict[str, Any] = {}
-    for source in SOURCES:
+    parsed_blocks: dict[str, Any] = {}
+    for source, (read_block, _) in READERS.items():
         block = top.get(source, {})
         if not isinstance(block, dict):
             issues.add(source, "must be a mapping")
-            continue
-        source_settings[source] = block
-        validator = (block_validators or {}).get(source)
-        for sub, message in validator(block) if validator else []:
+            block = {}
+        else:
+            source_settings[source] = block
+        parsed_blocks[source], problems = read_block(block)
+        for sub, message in problems:
             issues.add(f"{source}.{sub}" if sub else source, message)
     entries = top.get("metrics", [])
     if not isinstance(entries, list):
@@ -324,8 +322,7 @@ def build_catalogue(
         entries,
         bool(include_defaults),
         issues,
-        metric_validators or {},
-        source_settings,
+        parsed_blocks,
         presets=chosen,
     )
     if issues.issues:
@@ -372,8 +369,7 @@ def _metrics(
     entries: list[Any],
     include_defaults: bool,
     issues: _Collector,
-    validators: Mapping[str, MetricValidator],
-    source_settings: Mapping[str, Any],
+    parsed_blocks: Mapping[str, Any],
     *,
     presets: tuple[str, ...] | None = None,
 ) -> dict[MetricName, MetricSpec]:
@@ -408,12 +404,12 @@ def _metrics(
         spec = _spec(name, entry, path, issues)
         if spec is None:
             continue
-        validator = validators.get(spec.source)
-        settings = source_settings.get(spec.source, {})
-        for sub, message in validator(spec, settings) if validator else []:
+        _, read_metric = READERS[spec.source]
+        rule, problems = read_metric(spec, parsed_blocks[spec.source])
+        for sub, message in problems:
             where = f"{path or name}.{spec.source}"
             issues.add(f"{where}.{sub}" if sub else where, message)
-        result[spec.name] = spec
+        result[spec.name] = dataclasses.replace(spec, rule=rule)
     return result
 
 
@@ -556,19 +552,11 @@ class CatalogueHolder:
     Prometheus source's ``update_rules``) are called with each accepted catalogue.
     """
 
-    def __init__(
-        self,
-        path: Path | None,
-        metric_validators: Mapping[str, MetricValidator] | None = None,
-        block_validators: Mapping[str, BlockValidator] | None = None,
-        presets: tuple[str, ...] | None = None,
-    ) -> None:
+    def __init__(self, path: Path | None, presets: tuple[str, ...] | None = None) -> None:
         self._path = path
-        self._metric_validators = metric_validators
-        self._block_validators = block_validators
         self._presets = presets
         self._fingerprint = self._read_fingerprint()
-        self._current = load_catalogue(path, metric_validators, block_validators, presets=presets)
+        self._current = load_catalogue(path, presets=presets)
         self.listeners: list[Callable[[Catalogue], None]] = []
         self.reloads = 0
         self.failures = 0
@@ -591,9 +579,7 @@ class CatalogueHolder:
             return False
         self._fingerprint = fingerprint
         try:
-            catalogue = load_catalogue(
-                self._path, self._metric_validators, self._block_validators, presets=self._presets
-            )
+            catalogue = load_catalogue(self._path, presets=self._presets)
         except ConfigError as e:
             self.failures += 1
             log.error(

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from adapter.api.handlers import render_metric_value_list
 from adapter.api.tls import ServingTLS
-from adapter.app import Parts, build_app, prometheus_rules
+from adapter.app import Parts, build_app
 from adapter.core.catalogue import Catalogue
 from adapter.core.model import (
     PODS,
@@ -44,6 +44,7 @@ from adapter.core.model import (
 from adapter.core.selectors import Selector
 from adapter.kube.podsfile import PodsFileIndex
 from adapter.rulesfile import build_catalogue
+from adapter.sources.prometheus.catalogue import rules_of as prometheus_rules
 from adapter.sources.prometheus.source import PrometheusSource
 from adapter.sources.prometheus.transport import PromSample
 

@@ -45,9 +45,9 @@ from adapter.api.middleware import auth_middleware
 from adapter.api.tls import ServingTLS
 from adapter.auth.authenticator import Authenticator
 from adapter.auth.authorizer import DelegatingAuthorizer
-from adapter.auth.kube import KubeAuthClient
 from adapter.auth.tokens import TokenAuthenticator
 from adapter.auth.trust import TrustConfig, TrustState
+from adapter.kube.reviews import KubeReviews
 from tests.fakes.kube_auth_api import KubeAuthState, serve_auth_api
 
 PATH = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/%2A/"
@@ -115,7 +115,7 @@ async def main(rate: float, n: int) -> list[dict[str, float | str]]:
     results = []
     async with serve_auth_api(fake) as kube_url:
         api_client = ApiClient(Configuration(host=kube_url))
-        kube = KubeAuthClient(api_client)
+        kube = KubeReviews(api_client)
         authn = Authenticator(trust, TokenAuthenticator(kube))
         authz = DelegatingAuthorizer(kube)
         plain_runner, plain_url = await serve(web.Application(), tls)

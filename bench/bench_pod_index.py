@@ -86,12 +86,12 @@ def pod_object(i: int) -> dict[str, Any]:
 
 
 class PagedAPI:
-    """list_pods pages built on demand, so only one page of JSON is alive at a time."""
+    """List pages built on demand, so only one page of JSON is alive at a time."""
 
     def __init__(self, count: int) -> None:
         self.count = count
 
-    async def list_pods(self, *, continue_token: str | None, **_: Any) -> dict[str, Any]:
+    async def list(self, *, continue_token: str | None, **_: Any) -> dict[str, Any]:
         start = int(continue_token or 0)
         end = min(self.count, start + PAGE)
         meta = {"resourceVersion": "99999"}
@@ -99,7 +99,7 @@ class PagedAPI:
             meta["continue"] = str(end)
         return {"metadata": meta, "items": [pod_object(i) for i in range(start, end)]}
 
-    def watch_pods(self, **_: Any) -> Any:
+    def watch(self, **_: Any) -> Any:
         raise NotImplementedError
 
 

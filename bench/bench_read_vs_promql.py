@@ -45,7 +45,6 @@ import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapter.app import prometheus_rules
 from adapter.demo.certs import make_client_credentials
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
 from adapter.demo.stack import free_port, serve_command
@@ -56,6 +55,7 @@ from adapter.sources.prometheus import (
     TransportOptions,
     snapshot,
 )
+from adapter.sources.prometheus.catalogue import rules_of as prometheus_rules
 from tests.support.prometheus_server import PrometheusServer
 
 SCRAPE = "5s"

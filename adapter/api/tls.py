@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from adapter.core.errors import StartupError
 from adapter.core.periodic import every
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ TLS12_CIPHERS = ":".join(
 )
 
 
-class TLSConfigError(Exception):
+class TLSConfigError(StartupError):
     """The serving certificate, key or a CA bundle cannot be used."""
 
 

@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from adapter.auth.errors import KubeAuthError
 from adapter.auth.requestheader import user_from_headers
 from adapter.auth.tokens import TokenAuthenticator, bearer_token
 from adapter.auth.trust import TrustState
 from adapter.auth.user import UserInfo
 from adapter.auth.x509 import parse_leaf, user_from_certificate
+from adapter.kube.errors import KubeError
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Authenticator:
             return None
         try:
             result = await self._tokens.authenticate(token)
-        except KubeAuthError as e:
+        except KubeError as e:
             log.warning("TokenReview failed, answering 401: %s", e)
             return None
         return Authenticated(result.user, "token") if result.user is not None else None

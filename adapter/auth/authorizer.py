@@ -28,12 +28,12 @@ from typing import Any, Literal, Protocol
 
 from cachetools import TTLCache
 
-from adapter.auth.errors import KubeAuthError
 from adapter.auth.singleflight import Coalescer
 from adapter.auth.user import SYSTEM_MASTERS, UserInfo
 from adapter.core.errors import InternalError
 from adapter.core.model import API_GROUP
 from adapter.core.request import parse_metric_path
+from adapter.kube.errors import KubeError
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,10 @@ class Authorizer(Protocol):
 
 class SubjectAccessReviewAPI(Protocol):
     async def create_subject_access_review(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        """POST a SubjectAccessReview, return the reviewed object; raises ``KubeAuthError``."""
+        """POST a SubjectAccessReview, return the reviewed object.
+
+        Raises ``adapter.kube.errors.KubeError`` when the API cannot answer.
+        """
         ...
 
 
@@ -188,7 +191,7 @@ class DelegatingAuthorizer:
                     "spec": spec,
                 }
             )
-        except KubeAuthError as e:
+        except KubeError as e:
             log.warning("SubjectAccessReview failed for user %r: %s", user.name, e)
             raise InternalError("authorization is unavailable, try again later") from e
         status = reply.get("status")

@@ -26,7 +26,10 @@ MAX_TOKEN_LENGTH = 16 * 1024
 
 class TokenReviewAPI(Protocol):
     async def create_token_review(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        """POST a TokenReview, return the reviewed object; raises ``KubeAuthError``."""
+        """POST a TokenReview, return the reviewed object.
+
+        Raises ``adapter.kube.errors.KubeError`` when the API cannot answer.
+        """
         ...
 
 
@@ -64,7 +67,8 @@ class TokenAuthenticator:
         self._flights: Coalescer[bytes, UserInfo | None] = Coalescer()
 
     async def authenticate(self, token: str) -> TokenResult:
-        """Raises ``KubeAuthError`` when the API cannot be asked (caller: 401, log)."""
+        """Raises ``adapter.kube.errors.KubeError`` when the API cannot be asked (caller:
+        401, log)."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             return TokenResult(None, cached=False)
         key = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()

@@ -1,7 +1,7 @@
 """The trust material, as one immutable snapshot swapped atomically.
 
 Where it comes from (flags, the ``extension-apiserver-authentication``
-ConfigMap) is ``adapter.auth.config``'s business; authenticators only read
+ConfigMap) is ``adapter.auth.trustsources``'s business; authenticators only read
 ``TrustState.current`` once per request, so a rotation never mixes an old CA
 with new header names.
 """

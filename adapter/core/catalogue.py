@@ -34,7 +34,9 @@ class MetricSpec:
     """One metric of the catalogue.
 
     ``options`` is the metric's source-specific block, raw; the source named by
-    ``source`` validates it when the catalogue is loaded.
+    ``source`` reads it once, when the catalogue is loaded, into ``rule``: its
+    parsed form (e.g. a Prometheus rule), or None for a source that keeps none.
+    ``rule`` is derived from ``options``, so it takes no part in equality.
     """
 
     name: MetricName
@@ -44,6 +46,7 @@ class MetricSpec:
     description: str = ""
     aggregate: Aggregation = Aggregation.MEAN
     options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    rule: object = field(default=None, compare=False, hash=False, repr=False)
 
     def serves(self, group_resource: str) -> bool:
         return any(str(rk.group_resource) == group_resource for rk in self.resources)

@@ -16,11 +16,24 @@ reads: they never contain backend URLs, query text or stack traces (log those).
     ├── TooManyRequests     429  concurrency limit reached
     ├── InternalError       500  a bug or a backend failure (generic message)
     └── ServiceUnavailable  503  not ready yet
+
+``StartupError`` is apart: not an answer to a caller but the reason the process
+cannot start (a rules file, certificate, kubeconfig or pods file it cannot use).
+``serve`` reports one as a single line and exits 2; any other exception is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
+
+
+class StartupError(Exception):
+    """The adapter cannot start with these settings or files; the message says why.
+
+    Subclasses: ``adapter.rulesfile.ConfigError``, ``adapter.api.tls.TLSConfigError``,
+    ``adapter.kube.errors.KubeConfigError`` and ``PodsFileError``.
+    """
 
 
 class AdapterError(Exception):

@@ -22,6 +22,7 @@ from kubernetes.aio.client.exceptions import ApiException
 from adapter.explain.report import object_resource
 from adapter.hpa.calculator import PodState
 from adapter.hpa.spec import MetricSpec, MetricType, ScaleTarget
+from adapter.kube.rest import open_request
 
 GROUP = "/apis/custom.metrics.k8s.io/v1beta2"
 
@@ -39,16 +40,13 @@ async def get_json(
 ) -> Mapping[str, Any]:
     """GET ``path`` with the client's credentials; the decoded JSON object.
 
-    Raises ClusterError with the Status message for non-2xx answers.
+    Raises ClusterError with the Status message for non-2xx answers. The request
+    goes through ``adapter.kube.rest``, the transport of every Kubernetes client here.
     """
-    serialized = await client.param_serialize(
-        "GET", path, query_params=list(query), auth_settings=["BearerToken"]
-    )
-    method, url, headers, _, _ = serialized
-    headers["Accept"] = "application/json"
     try:
-        response = await client.call_api(method, url, header_params=headers)
-        data: bytes = await response.read()  # type: ignore[no-untyped-call]
+        response = await open_request(client, "GET", path, query=query)
+        async with response:
+            data = await response.read()
     except ApiException as e:
         raise ClusterError(_message(e.body, str(e.reason)), e.status or 0) from e
     except OSError as e:  # aiohttp's connection errors are OSErrors

@@ -8,9 +8,10 @@ chained (``raise ... from e``) so logs keep the original traceback.
 ::
 
     KubeError
-    ├── KubeConfigError        no usable kubeconfig / in-cluster credentials
-    ├── PodsFileError          a --pods-file that cannot be read or understood
+    ├── KubeConfigError        no usable kubeconfig / in-cluster credentials (a StartupError)
+    ├── PodsFileError          a --pods-file that cannot be read or understood (a StartupError)
     ├── PodFormatError         a pod object missing what we need (skipped, logged)
+    ├── ObjectRejected         an object its consumer cannot use (the reflector relists later)
     └── KubeAPIError           the API server answered with an error Status
         ├── ResourceExpired    410 Gone: resourceVersion or continue token too old → relist
         └── KubeUnavailable    not reachable, timed out, dropped, 429 or 5xx → retry later
@@ -25,16 +26,18 @@ from typing import Any
 import aiohttp
 from kubernetes.aio.client.exceptions import ApiException
 
+from adapter.core.errors import StartupError
+
 
 class KubeError(Exception):
     """Base class of every error ``adapter.kube`` raises."""
 
 
-class KubeConfigError(KubeError):
+class KubeConfigError(KubeError, StartupError):
     """Credentials for the API server could not be loaded (file, context or in-cluster)."""
 
 
-class PodsFileError(KubeError):
+class PodsFileError(KubeError, StartupError):
     """A pods file (standalone mode) is missing, unreadable or not a list of pods."""
 
     def __init__(self, path: str, reason: str) -> None:
@@ -45,6 +48,11 @@ class PodsFileError(KubeError):
 
 class PodFormatError(KubeError, ValueError):
     """A pod object lacks a field we need or carries one we cannot parse."""
+
+
+class ObjectRejected(KubeError):
+    """What the API server sent is well-formed but its consumer refuses it (e.g. a
+    ConfigMap whose data does not parse). The reflector logs it and relists after a pause."""
 
 
 class KubeAPIError(KubeError):

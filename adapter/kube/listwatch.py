@@ -1,11 +1,11 @@
-"""LIST and WATCH of pods as raw JSON: the transport under the pod index.
+"""LIST and WATCH of any resource as raw JSON: the transport under every reflector.
 
-``PodsAPI`` is the seam: the index asks for one list page or one watch stream
-and gets plain dicts back. ``KubePodsAPI`` is the real one, on top of the
-``kubernetes.aio`` client with ``_without_preload_content`` so no generated
-model is ever built (a page of 500 pods as models costs several times the JSON,
+``ListWatchAPI`` is the seam: a reflector asks for one list page or one watch
+stream of a ``Resource`` (pods, the trust ConfigMap, ...) and gets plain dicts
+back. ``KubeListWatch`` is the real one, on ``adapter.kube.rest`` (no generated
+model is ever built: a page of 500 pods as models costs several times the JSON,
 and we keep a dozen fields of each). This module knows the List and watch-event
-envelopes, never the Pod schema: that lives in ``adapter.kube.podinfo`` alone.
+envelopes, never an object's schema (the Pod's lives in ``adapter.kube.podinfo``).
 
 Every failure leaves here as an ``adapter.kube.errors`` exception.
 """
@@ -13,47 +13,51 @@ Every failure leaves here as an ``adapter.kube.errors`` exception.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 from kubernetes.aio import client
-from kubernetes.aio.client.exceptions import ApiException
 
 from adapter.kube.errors import KubeAPIError, KubeUnavailable, error_from_status, translate
+from adapter.kube.rest import TRANSPORT_ERRORS, JSONObject, open_request, read_body
 
-# Errors the client and aiohttp raise for a request that did not complete.
-_TRANSPORT_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError)
-
-JSONObject = Mapping[str, Any]
+__all__ = ["JSONObject", "KubeListWatch", "ListWatchAPI", "Resource"]
 
 
-class PodsAPI(Protocol):
-    """One LIST page and one WATCH stream of pods, as JSON objects.
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """A collection to list and watch, and the selectors passed to the server verbatim.
 
-    ``namespace`` None means all namespaces. Selectors are passed through verbatim.
+    ``group_version`` "v1" is the core group (``/api/v1``); others live under
+    ``/apis/<group>/<version>``. ``namespace`` None means all namespaces.
     """
 
-    async def list_pods(
-        self,
-        *,
-        namespace: str | None,
-        label_selector: str | None,
-        field_selector: str | None,
-        limit: int,
-        continue_token: str | None,
+    plural: str
+    namespace: str | None = None
+    label_selector: str | None = None
+    field_selector: str | None = None
+    group_version: str = "v1"
+
+    @property
+    def path(self) -> str:
+        root = "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
+        scope = f"/namespaces/{self.namespace}" if self.namespace is not None else ""
+        return f"{root}{scope}/{self.plural}"
+
+
+class ListWatchAPI(Protocol):
+    """One LIST page and one WATCH stream of a resource, as JSON objects."""
+
+    async def list(
+        self, *, resource: Resource, limit: int, continue_token: str | None
     ) -> JSONObject:
-        """One page: a ``PodList`` object (``metadata.resourceVersion``/``continue``, ``items``)."""
+        """One page: a List object (``metadata.resourceVersion``/``continue``, ``items``)."""
         ...
 
-    def watch_pods(
-        self,
-        *,
-        namespace: str | None,
-        label_selector: str | None,
-        field_selector: str | None,
-        resource_version: str,
-        timeout_seconds: int,
+    def watch(
+        self, *, resource: Resource, resource_version: str, timeout_seconds: int
     ) -> AsyncGenerator[JSONObject, None]:
         """Watch events (``{"type": ..., "object": ...}``) from ``resource_version`` on.
 
@@ -64,40 +68,38 @@ class PodsAPI(Protocol):
         ...
 
 
-class KubePodsAPI:
-    """``PodsAPI`` over a ``kubernetes.aio.client.ApiClient`` (owned by the caller).
+class KubeListWatch:
+    """``ListWatchAPI`` over a ``kubernetes.aio.client.ApiClient`` (owned by the caller).
 
     ``request_timeout`` bounds a LIST; a WATCH may last ``timeout_seconds`` plus
     ``request_timeout`` before the client gives up on a silent connection.
     """
 
     def __init__(self, api_client: client.ApiClient, *, request_timeout: float = 60.0) -> None:
-        self._core = client.CoreV1Api(api_client)
+        self._client = api_client
         self._request_timeout = float(request_timeout)
 
-    async def list_pods(
-        self,
-        *,
-        namespace: str | None,
-        label_selector: str | None,
-        field_selector: str | None,
-        limit: int,
-        continue_token: str | None,
+    async def list(
+        self, *, resource: Resource, limit: int, continue_token: str | None
     ) -> JSONObject:
-        params: dict[str, Any] = {
-            "label_selector": label_selector,
-            "field_selector": field_selector,
-            "limit": limit,
-            "_continue": continue_token,
-            "_request_timeout": self._request_timeout,
-        }
+        query = [
+            *_selectors(resource),
+            ("limit", limit),
+            ("continue", continue_token),
+        ]
         try:
-            response = await self._open(namespace, params)
+            response = await open_request(
+                self._client,
+                "GET",
+                resource.path,
+                query=query,
+                request_timeout=self._request_timeout,
+            )
             async with response:
                 body = await response.read()
                 if response.status != 200:
                     raise error_from_status(response.status, body)
-        except _TRANSPORT_ERRORS as e:
+        except TRANSPORT_ERRORS as e:
             raise translate(e) from e
         try:
             page = json.loads(body)
@@ -107,49 +109,35 @@ class KubePodsAPI:
             raise KubeAPIError("the API server sent a list without items")
         return page
 
-    async def watch_pods(
-        self,
-        *,
-        namespace: str | None,
-        label_selector: str | None,
-        field_selector: str | None,
-        resource_version: str,
-        timeout_seconds: int,
+    async def watch(
+        self, *, resource: Resource, resource_version: str, timeout_seconds: int
     ) -> AsyncGenerator[JSONObject, None]:
-        params: dict[str, Any] = {
-            "label_selector": label_selector,
-            "field_selector": field_selector,
-            "resource_version": resource_version,
-            "watch": True,
-            "allow_watch_bookmarks": True,
-            "timeout_seconds": timeout_seconds,
-            "_request_timeout": float(timeout_seconds) + self._request_timeout,
-        }
+        query = [
+            *_selectors(resource),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", timeout_seconds),
+            ("allowWatchBookmarks", True),
+            ("watch", True),
+        ]
         try:
-            response = await self._open(namespace, params)
-        except _TRANSPORT_ERRORS as e:
+            response = await open_request(
+                self._client,
+                "GET",
+                resource.path,
+                query=query,
+                request_timeout=float(timeout_seconds) + self._request_timeout,
+            )
+        except TRANSPORT_ERRORS as e:
             raise translate(e) from e
         async with response:
             if response.status != 200:
-                try:
-                    body = await response.read()
-                except _TRANSPORT_ERRORS as e:
-                    raise translate(e) from e
-                raise error_from_status(response.status, body)
+                raise error_from_status(response.status, await read_body(response))
             async for line in _lines(response):
                 yield _event(line)
 
-    async def _open(self, namespace: str | None, params: dict[str, Any]) -> aiohttp.ClientResponse:
-        if namespace is None:
-            response = await self._core.list_pod_for_all_namespaces_without_preload_content(
-                **params
-            )
-        else:
-            response = await self._core.list_namespaced_pod_without_preload_content(
-                namespace, **params
-            )
-        assert isinstance(response, aiohttp.ClientResponse)
-        return response
+
+def _selectors(resource: Resource) -> list[tuple[str, Any]]:
+    return [("labelSelector", resource.label_selector), ("fieldSelector", resource.field_selector)]
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -167,7 +155,7 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
                     yield bytes(buffer[start:end])
                 start = end + 1
             del buffer[:start]
-    except _TRANSPORT_ERRORS as e:
+    except TRANSPORT_ERRORS as e:
         raise KubeUnavailable(f"the watch connection broke: {translate(e)}") from e
     if buffer.strip():
         yield bytes(buffer)

@@ -26,11 +26,14 @@ from adapter.api.target import request_target
 from adapter.api.tls import ServingTLS
 from adapter.auth.authenticator import Authenticator
 from adapter.auth.authorizer import Authorizer, DelegatingAuthorizer
-from adapter.auth.config import ConfigMapWatcher, TrustLoader
-from adapter.auth.kube import KubeAuthClient
 from adapter.auth.tokens import TokenAuthenticator
 from adapter.auth.trust import TrustState
+from adapter.auth.trustsources import TrustLoader
 from adapter.core.errors import AdapterError
+from adapter.kube.backoff import Backoff
+from adapter.kube.configmap import ConfigMapWatch
+from adapter.kube.listwatch import KubeListWatch
+from adapter.kube.reviews import KubeReviews
 from adapter.settings import AuthSettings
 from tests.fakes.kube_auth_api import KubeAuthState, serve_auth_api
 
@@ -133,7 +136,7 @@ class Server:
     tls: ServingTLS
     trust: TrustState
     loader: TrustLoader
-    watcher: ConfigMapWatcher
+    watcher: ConfigMapWatch
     authorizer: DelegatingAuthorizer
     tokens: TokenAuthenticator
     fake: KubeAuthState
@@ -174,14 +177,19 @@ async def server(pki: PKI, tmp_path: Path) -> AsyncIterator[Server]:
     cert_file, key_file = write_serving_cert(pki.server_ca, tmp_path)
     async with serve_auth_api(fake) as kube_url:
         api_client = ApiClient(Configuration(host=kube_url))
-        kube = KubeAuthClient(api_client)
+        kube = KubeReviews(api_client)
         tls = ServingTLS(cert_file, key_file, None)
         trust = TrustState()
         trust.subscribe(lambda c: tls.set_client_cas(c.client_ca_pem, c.requestheader_ca_pem))
         settings = AuthSettings()
         loader = TrustLoader(settings, trust)
-        watcher = ConfigMapWatcher(
-            kube, loader, settings, watch_timeout_s=30, backoff_s=lambda n: 0.01
+        watcher = ConfigMapWatch(
+            KubeListWatch(api_client, request_timeout=10.0),
+            settings.configmap_namespace,
+            settings.configmap_name,
+            loader.set_configmap,
+            watch_timeout=30,
+            backoff=Backoff(0.01, 0.01),
         )
         tokens = TokenAuthenticator(kube, clock=clock)
         authorizer = DelegatingAuthorizer(kube, clock=clock)

@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
-from adapter.app import catalogue_holder, prometheus_queries
+from adapter.app import catalogue_holder
 from adapter.core.model import DEPLOYMENTS, PODS, STATEFULSETS, MetricName
+from adapter.sources.prometheus.catalogue import queries_of as prometheus_queries
 from tests.deploy.support import DEPLOY, find, kustomize_text, render
 
 GPU_NS = "inference-metrics-gpu"

@@ -20,7 +20,7 @@ import pytest
 
 from adapter.kube.backoff import Backoff
 from adapter.kube.credentials import connect
-from adapter.kube.listwatch import KubePodsAPI
+from adapter.kube.listwatch import KubeListWatch
 from adapter.kube.podindex import PodIndex
 from tests.fakes.kube_api import FakeKubeServer, FakeKubeState
 
@@ -62,7 +62,7 @@ async def pod_index(kube_client: Any, backoff_sleeps: list[float]) -> AsyncItera
         await asyncio.sleep(0)
 
     index = PodIndex(
-        KubePodsAPI(kube_client, request_timeout=10.0),
+        KubeListWatch(kube_client, request_timeout=10.0),
         page_size=2,
         watch_timeout=30,
         backoff=Backoff(0.5, 4.0, rng=lambda: 0.5),

@@ -27,7 +27,7 @@ from adapter.kube.errors import (
     PodsFileError,
     ResourceExpired,
 )
-from adapter.kube.listwatch import KubePodsAPI
+from adapter.kube.listwatch import KubeListWatch
 from adapter.kube.podindex import PodIndex
 from adapter.kube.podinfo import pod_from_k8s
 from adapter.kube.podsfile import PodsFileIndex, load_pods_file
@@ -50,7 +50,7 @@ def index_on(kube_client: Any, **options: Any) -> PodIndex:
     async def instant(_: float) -> None:
         await asyncio.sleep(0)
 
-    return PodIndex(KubePodsAPI(kube_client), page_size=2, sleep=instant, **options)
+    return PodIndex(KubeListWatch(kube_client), page_size=2, sleep=instant, **options)
 
 
 @contextlib.asynccontextmanager
@@ -105,21 +105,21 @@ async def test_a_list_whose_continue_token_expires_starts_over(
 ):
     for i in range(5):
         kube_state.add_pod(make_pod("ml", f"p{i}"))
-    inner = KubePodsAPI(kube_client)
+    inner = KubeListWatch(kube_client)
     pages = 0
 
     class CompactAfterFirstPage:
-        async def list_pods(self, **kw: Any) -> Mapping[str, Any]:
+        async def list(self, **kw: Any) -> Mapping[str, Any]:
             nonlocal pages
-            page = await inner.list_pods(**kw)
+            page = await inner.list(**kw)
             pages += 1
             if pages == 1:
                 kube_state.delete_pod("ml", "p4")
                 kube_state.compact()
             return page
 
-        def watch_pods(self, **kw: Any) -> Any:
-            return inner.watch_pods(**kw)
+        def watch(self, **kw: Any) -> Any:
+            return inner.watch(**kw)
 
     index = PodIndex(CompactAfterFirstPage(), page_size=2)
     await index.list_once()

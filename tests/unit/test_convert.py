@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from adapter.app import catalogue_holder, prometheus_queries
+from adapter.app import catalogue_holder
 from adapter.cli import main
 from adapter.convert import Untranslatable, convert
 from adapter.rulesfile import ConfigError
+from adapter.sources.prometheus.catalogue import queries_of as prometheus_queries
 
 HERE = Path(__file__).parent / "convert"
 

@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from adapter.api.handlers import render_metric_value_list
-from adapter.app import prometheus_rules
 from adapter.core.catalogue import Catalogue
 from adapter.core.errors import NotFound
 from adapter.core.model import PODS, MetricName, MetricValue, Namespace, ObjectRef, Sample
@@ -30,6 +29,7 @@ from adapter.core.resolver import Resolver
 from adapter.core.selectors import EVERYTHING, parse_selector
 from adapter.kube.podindex import PodIndex
 from adapter.rulesfile import build_catalogue
+from adapter.sources.prometheus.catalogue import rules_of as prometheus_rules
 from adapter.sources.prometheus.source import PrometheusSource
 from adapter.sources.prometheus.transport import PromSample
 from tests.sources.prometheus.helpers import FakeClock, FakePrometheusAPI, bucket_rows, gauge_rows
@@ -68,16 +68,16 @@ def _iso(t: float) -> str:
 
 
 class EventPodsAPI:
-    """A PodsAPI whose watch streams the events queued since the last watch."""
+    """A ListWatchAPI whose watch streams the events queued since the last watch."""
 
     def __init__(self) -> None:
         self.queued: list[dict[str, Any]] = []
         self.rv = 1
 
-    async def list_pods(self, **_: Any) -> dict[str, Any]:
+    async def list(self, **_: Any) -> dict[str, Any]:
         return {"metadata": {"resourceVersion": "1"}, "items": []}
 
-    async def watch_pods(self, **_: Any) -> AsyncGenerator[dict[str, Any], None]:
+    async def watch(self, **_: Any) -> AsyncGenerator[dict[str, Any], None]:
         events, self.queued = self.queued, []
         for item in events:
             yield item

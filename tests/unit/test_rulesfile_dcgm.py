@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from adapter.app import catalogue_holder, prometheus_queries
+from adapter.app import catalogue_holder
 from adapter.core.catalogue import Aggregation, MetricSpec
 from adapter.core.model import DEPLOYMENTS, NODES, PODS, STATEFULSETS, MetricName
 from adapter.rulesfile import ConfigError
+from adapter.sources.prometheus.catalogue import queries_of as prometheus_queries
 
 GPU = MetricName("gpu_utilization")
 DCGM_QUERY = (

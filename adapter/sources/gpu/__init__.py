@@ -3,7 +3,9 @@
 Data flow: ``discovery`` (which collectors: pods by label, or fixed URLs) ->
 ``puller`` (concurrent ``/snapshot`` pulls with timeouts) -> ``wire`` (strict
 validation) -> ``store`` (immutable per-node values, staleness, aggregation) ->
-``source`` (the pull loop, ``fetch`` and the self metrics).
+``source`` (the pull loop, ``fetch`` and the self metrics). ``catalogue`` reads
+the rules file's ``gpu`` blocks; ``discovery_from_settings`` and
+``GpuSource.from_settings`` are how ``serve`` builds the source.
 """
 
 from adapter.sources.gpu.discovery import (

@@ -9,6 +9,7 @@ the staleness bound like those of any node that stops answering).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,6 +18,8 @@ from adapter.core.model import NodeName
 from adapter.core.ports import PodLister
 from adapter.core.selectors import Selector, parse_selector
 from adapter.settings import GpuSettings
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CollectorDiscovery",
@@ -92,11 +95,22 @@ class PodDiscovery:
         return [found[url] for url in sorted(found)]
 
 
-def discovery_from_settings(settings: GpuSettings, pods: PodLister) -> CollectorDiscovery:
-    """``--gpu-collector-url`` given: those URLs (standalone); else collector pods by label.
+def discovery_from_settings(
+    settings: GpuSettings,
+    pods: PodLister,
+    *,
+    standalone: bool = False,
+    warn_if_empty: bool = True,
+) -> CollectorDiscovery:
+    """``--gpu-collector-url`` given: those URLs; else collector pods by label.
 
+    ``standalone`` (no Kubernetes API, ``--pods-file``): the URLs only, never pods by
+    label, with a warning when there are none (gpu_utilization then has no values)
+    unless ``warn_if_empty`` is false (no metric reads the collectors).
     Raises ValueError (a bad URL, port or selector) for the caller to report at startup.
     """
-    if settings.collector_urls:
+    if settings.collector_urls or standalone:
+        if not settings.collector_urls and warn_if_empty:
+            log.warning("no --gpu-collector-url given: gpu_utilization will have no values")
         return StaticDiscovery(settings.collector_urls)
     return PodDiscovery(pods, settings.collector_selector, settings.collector_port)

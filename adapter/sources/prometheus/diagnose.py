@@ -6,6 +6,8 @@ order of precedence), its form, window and, when the rule carries them, its serv
 preset; per pod, why there is no value: ``nan`` (the pod is in the snapshot
 without a finite value, e.g. a histogram without traffic in the window),
 ``stale`` (its last value is past the staleness bound) or ``no_value``.
+
+``family_winners`` is ``check-config --prometheus-url``'s one refresh (it does query).
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from adapter.core.catalogue import Catalogue
 from adapter.core.explain import NAN, STALE
 from adapter.core.model import MetricName, PodInfo
 from adapter.core.resolver import NO_VALUE
 from adapter.core.selectors import EVERYTHING, Selector
+from adapter.sources.prometheus.catalogue import rules_of
 from adapter.sources.prometheus.promql import PromQLError, matchers_from_selector
 from adapter.sources.prometheus.rules import FamilyRule, GaugeRule, HistogramRule
 from adapter.sources.prometheus.source import PrometheusSource
+from adapter.sources.prometheus.transport import PrometheusClient, TransportOptions
 
 # Facts a rule or a pod's snapshot entry may carry (server families and presets).
 _FACTS = ("family", "preset")
@@ -105,3 +110,26 @@ class PrometheusDiagnoser:
             else:
                 reasons[pod.key] = NO_VALUE
         return reasons
+
+
+async def family_winners(
+    catalogue: Catalogue, url: str, query_timeout: float
+) -> dict[str, dict[str, list[tuple[str, str]]]]:
+    """One refresh of the catalogue's Prometheus rules: per metric, the pods each family won.
+
+    For ``check-config --prometheus-url``. A metric whose queries failed is left
+    out (the refresh logs why).
+    """
+    client = PrometheusClient(TransportOptions(url=url, timeout=query_timeout))
+    try:
+        source = PrometheusSource(client, rules_of(catalogue))
+        await source.refresh_once()
+        return {
+            str(metric): {
+                family: [(str(ns), str(pod)) for ns, pod in pods]
+                for family, pods in snap.by_family().items()
+            }
+            for metric, snap in source.snapshot.items()
+        }
+    finally:
+        client.close()

@@ -62,11 +62,18 @@ from adapter.core.periodic import every
 from adapter.core.ports import Clock
 from adapter.core.readcache import Expiries
 from adapter.core.selectors import Selector
+from adapter.settings import PrometheusSettings
 from adapter.sources.prometheus import snapshot
 from adapter.sources.prometheus.promql import LabelMatcher, PromQLError, matchers_from_selector
 from adapter.sources.prometheus.rules import FamilyRule, PrometheusRule
 from adapter.sources.prometheus.snapshot import RuleSnapshot
-from adapter.sources.prometheus.transport import PrometheusAPI, PrometheusUnavailable, PromSample
+from adapter.sources.prometheus.transport import (
+    PrometheusAPI,
+    PrometheusClient,
+    PrometheusUnavailable,
+    PromSample,
+    TransportOptions,
+)
 
 __all__ = ["DEFAULT_REFRESH_INTERVAL", "PrometheusSource"]
 
@@ -131,6 +138,7 @@ class PrometheusSource:
         self._interval = refresh_interval
         self._staleness = 3 * refresh_interval if staleness is None else staleness
         self._rules: Mapping[MetricName, PrometheusRule] = _by_metric(rules)
+        self._owned: tuple[PrometheusClient, ...] = ()  # clients from_settings made
         self._snapshot: Mapping[MetricName, RuleSnapshot] = MappingProxyType({})
         self._version = 0  # bumped on every snapshot swap and rules update
         self._expiries: dict[MetricName, tuple[RuleSnapshot, Expiries]] = {}
@@ -162,6 +170,47 @@ class PrometheusSource:
         for metric in self._rules:
             self._errors.labels(metric=metric)
             self._durations.labels(metric=metric)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: PrometheusSettings,
+        rules: Iterable[PrometheusRule],
+        *,
+        clock: Clock = time.time,
+        registry: CollectorRegistry | None = None,
+    ) -> PrometheusSource:
+        """The source ``serve`` runs, on two clients it owns (``close()`` closes them).
+
+        One client for the refresh, one for metricLabelSelector queries
+        (``TransportOptions.for_selectors``). ``settings.url`` must be set.
+        """
+        options = TransportOptions.from_settings(settings)
+        api = PrometheusClient(options)
+        selector_api = PrometheusClient(options.for_selectors(settings))
+        try:
+            source = cls(
+                api,
+                rules,
+                refresh_interval=settings.refresh_interval,
+                staleness=settings.stale_after,
+                clock=clock,
+                registry=registry,
+                selector_api=selector_api,
+                selector_concurrency=settings.selector_concurrency,
+            )
+        except BaseException:
+            api.close()
+            selector_api.close()
+            raise
+        source._owned = (api, selector_api)
+        return source
+
+    def close(self) -> None:
+        """Close the clients ``from_settings`` made (clients passed in are the caller's)."""
+        for client in self._owned:
+            client.close()
+        self._owned = ()
 
     @property
     def name(self) -> str:

@@ -21,6 +21,7 @@ also ``timeout``.)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import os
@@ -29,6 +30,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import requests
@@ -36,6 +38,7 @@ from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from adapter.core.errors import SourceError
+from adapter.settings import PrometheusSettings
 
 __all__ = [
     "PromSample",
@@ -99,6 +102,35 @@ class TransportOptions:
     """Do not verify the server's certificate. For tests and emergencies only."""
     max_concurrency: int = 4
     """Queries in flight at once (threads in the pool)."""
+
+    @classmethod
+    def from_settings(cls, settings: PrometheusSettings) -> TransportOptions:
+        """The refresh client's options (``settings.url`` must be set)."""
+        if settings.url is None:
+            raise ValueError("TransportOptions.from_settings needs settings.url")
+        return cls(
+            url=settings.url,
+            bearer_token_file=_str(settings.bearer_token_file),
+            ca_file=_str(settings.ca_file),
+            cert_file=_str(settings.client_cert_file),
+            key_file=_str(settings.client_key_file),
+            headers=dict(settings.headers),
+            timeout=settings.timeout,
+            insecure_skip_verify=settings.insecure_skip_verify,
+        )
+
+    def for_selectors(self, settings: PrometheusSettings) -> TransportOptions:
+        """metricLabelSelector queries: their own threads and a short deadline, so a hung
+        Prometheus cannot make them wait behind the refresh, nor the refresh behind them."""
+        return dataclasses.replace(
+            self,
+            timeout=min(settings.timeout, settings.selector_timeout),
+            max_concurrency=settings.selector_concurrency,
+        )
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 class _BearerTokenFile(requests.auth.AuthBase):

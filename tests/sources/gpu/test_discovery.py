@@ -1,5 +1,6 @@
 """Which collectors are pulled: collector pods from the pod index, or a fixed URL list."""
 
+import logging
 from collections.abc import Iterable
 
 import pytest
@@ -117,3 +118,22 @@ def test_from_settings_picks_the_mode() -> None:
     assert [e.url for e in standalone.collectors()] == ["http://x:1"]
     cluster = discovery_from_settings(GpuSettings(collector_port=9500), index)
     assert [e.url for e in cluster.collectors()] == ["http://10.0.0.1:9500"]
+
+
+def test_standalone_pulls_only_the_given_urls(caplog: pytest.LogCaptureFixture) -> None:
+    """``--pods-file`` mode: collector pods in the file are not discovered by label (the
+    README: ``--gpu-collector-url`` in standalone mode, the selector in a cluster)."""
+    index = PodsFileIndex([pod("c1", labels=COLLECTOR, ip="10.0.0.1")])
+    given = discovery_from_settings(
+        GpuSettings(collector_urls=("http://x:1",)), index, standalone=True
+    )
+    assert [e.url for e in given.collectors()] == ["http://x:1"]
+    assert caplog.records == []
+
+    with caplog.at_level(logging.WARNING, logger="adapter.sources.gpu.discovery"):
+        none = discovery_from_settings(GpuSettings(), index, standalone=True)
+    assert isinstance(none, StaticDiscovery)
+    assert list(none.collectors()) == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "no --gpu-collector-url given: gpu_utilization will have no values"
+    ]

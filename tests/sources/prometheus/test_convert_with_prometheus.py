@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from adapter.app import catalogue_holder, prometheus_rules
+from adapter.app import catalogue_holder
 from adapter.cli import _series_lister
 from adapter.convert import convert
 from adapter.core.model import MetricName
 from adapter.core.selectors import EVERYTHING
 from adapter.sources.prometheus import PrometheusClient, PrometheusSource, TransportOptions
+from adapter.sources.prometheus.catalogue import rules_of as prometheus_rules
 from tests.support.prometheus_server import PrometheusServer
 
 from .helpers import pod_target
