@@ -32,18 +32,8 @@ from adapter.auth.tokens import TokenAuthenticator
 from adapter.auth.trust import TrustState
 from adapter.core.errors import AdapterError
 from adapter.settings import AuthSettings
+from tests.fakes.clock import FakeClock
 from tests.fakes.kube_auth_api import KubeAuthState, serve_auth_api
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -170,7 +160,7 @@ def write_serving_cert(ca: trustme.CA, directory: Path) -> tuple[Path, Path]:
 @pytest.fixture
 async def server(pki: PKI, tmp_path: Path) -> AsyncIterator[Server]:
     fake = KubeAuthState(configmap_data=pki.configmap())
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cert_file, key_file = write_serving_cert(pki.server_ca, tmp_path)
     async with serve_auth_api(fake) as kube_url:
         api_client = ApiClient(Configuration(host=kube_url))

@@ -34,14 +34,3 @@ class Pods:
 
     def lookup(self, uid: PodUID) -> PodRef | None:
         return self.pods.get(uid)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_763_800_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds

@@ -32,7 +32,8 @@ from adapter.kube.podindex import PodIndex
 from adapter.rulesfile import build_catalogue
 from adapter.sources.prometheus.source import PrometheusSource
 from adapter.sources.prometheus.transport import PromSample
-from tests.sources.prometheus.helpers import FakeClock, FakePrometheusAPI, bucket_rows, gauge_rows
+from tests.fakes.clock import FakeClock
+from tests.sources.prometheus.helpers import FakePrometheusAPI, bucket_rows, gauge_rows
 
 NAMESPACES = ("ml", "batch")
 NAMES = ("web-h1-a", "web-h1-b", "web-h2-c", "db-0", "db-1")

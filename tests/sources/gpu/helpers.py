@@ -27,17 +27,6 @@ T0 = 1_763_800_000.0
 NS = Namespace("ml")
 
 
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def pod_doc(
     name: str, utilization: float, *, sample_time: float, uid: str | None = None, ns: str = "ml"
 ) -> dict[str, Any]:

@@ -32,17 +32,6 @@ from adapter.sources.prometheus.transport import PromSample
 DEFAULT_LABELS = PromLabels()
 
 
-class FakeClock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class FakePrometheusAPI:
     """Answers from a function of the query; counts calls; can fail or hold queries."""
 

@@ -28,8 +28,9 @@ from adapter.sources.prometheus.transport import (
     PromSample,
     TransportOptions,
 )
+from tests.fakes.clock import FakeClock
 
-from .helpers import FakeClock, FakePrometheusAPI, gauge_rows, pod_target, queue_rule
+from .helpers import FakePrometheusAPI, gauge_rows, pod_target, queue_rule
 
 QUEUE = MetricName("inference_queue_depth")
 NOW = 1_000_000.0

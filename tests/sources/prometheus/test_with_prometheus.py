@@ -26,9 +26,10 @@ from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
 from adapter.sources.prometheus import PrometheusClient, PrometheusSource, TransportOptions, promql
 from adapter.sources.prometheus.promql import PromQLError
 from adapter.sources.prometheus.rules import PromLabels, parse_rule
+from tests.fakes.clock import FakeClock
 from tests.support.prometheus_server import PrometheusServer, free_port
 
-from .helpers import FakeClock, deployment_target, latency_rule, pod_target, queue_rule, spec
+from .helpers import deployment_target, latency_rule, pod_target, queue_rule, spec
 
 pytestmark = pytest.mark.prometheus
 
