@@ -20,8 +20,8 @@ from collectors.gpu.model import (
 )
 from collectors.gpu.sampler import Sampler, Snapshot
 from collectors.gpu.wire import render_snapshot
-from tests.collectors.helpers import Owners, Pods, StaticAssignments
 from tests.fakes.clock import FakeClock
+from tests.fakes.collector_ports import Owners, Pods, StaticAssignments
 from tests.fakes.nvml import FakeGpu, FakeMig, FakeNvml, FakeProcess
 
 G0, G1, G2 = "GPU-aaaa-0", "GPU-aaaa-1", "GPU-aaaa-2"

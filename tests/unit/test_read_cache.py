@@ -33,7 +33,8 @@ from adapter.rulesfile import build_catalogue
 from adapter.sources.prometheus.source import PrometheusSource
 from adapter.sources.prometheus.transport import PromSample
 from tests.fakes.clock import FakeClock
-from tests.sources.prometheus.helpers import FakePrometheusAPI, bucket_rows, gauge_rows
+from tests.fakes.prometheus_api import FakePrometheusAPI
+from tests.sources.prometheus.helpers import bucket_rows, gauge_rows
 
 NAMESPACES = ("ml", "batch")
 NAMES = ("web-h1-a", "web-h1-b", "web-h2-c", "db-0", "db-1")

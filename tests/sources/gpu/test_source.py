@@ -17,9 +17,9 @@ from adapter.settings import GpuSettings
 from adapter.sources.gpu import GpuSource, PodDiscovery, StaticDiscovery
 from adapter.sources.gpu.discovery import CollectorEndpoint
 from tests.fakes.clock import FakeClock
+from tests.fakes.gpu_collector import FakeCollector
 from tests.sources.gpu.helpers import (
     T0,
-    FakeCollector,
     deployment_target,
     node_target,
     pod,

@@ -1,13 +1,11 @@
-"""Fakes for the Prometheus source tests: a clock, a counting PrometheusAPI, rows."""
+"""Builders for the Prometheus source tests: rule specs, rules, pods, targets, answer rows."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapter.core.catalogue import Aggregation, MetricSpec
-from adapter.core.errors import SourceError
 from adapter.core.model import (
     DEPLOYMENTS,
     PODS,
@@ -30,25 +28,6 @@ from adapter.sources.prometheus.rules import (
 from adapter.sources.prometheus.transport import PromSample
 
 DEFAULT_LABELS = PromLabels()
-
-
-class FakePrometheusAPI:
-    """Answers from a function of the query; counts calls; can fail or hold queries."""
-
-    def __init__(self, answer: Callable[[str], Sequence[PromSample]] = lambda _: ()) -> None:
-        self.answer = answer
-        self.calls: list[str] = []
-        self.fail = False
-        self.fail_as: type[SourceError] = SourceError
-        self.gate: asyncio.Event | None = None
-
-    async def query(self, expr: str, *, at: float | None = None) -> Sequence[PromSample]:
-        self.calls.append(expr)
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail:
-            raise self.fail_as("the Prometheus query failed")
-        return self.answer(expr)
 
 
 def spec(

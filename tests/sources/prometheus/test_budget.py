@@ -29,8 +29,9 @@ from adapter.sources.prometheus.transport import (
     TransportOptions,
 )
 from tests.fakes.clock import FakeClock
+from tests.fakes.prometheus_api import FakePrometheusAPI
 
-from .helpers import FakePrometheusAPI, gauge_rows, pod_target, queue_rule
+from .helpers import gauge_rows, pod_target, queue_rule
 
 QUEUE = MetricName("inference_queue_depth")
 NOW = 1_000_000.0

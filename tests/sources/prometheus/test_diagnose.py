@@ -9,8 +9,9 @@ from adapter.sources.prometheus.diagnose import PrometheusDiagnoser
 from adapter.sources.prometheus.promql import matchers_from_selector
 from adapter.sources.prometheus.transport import PromSample
 from tests.fakes.clock import FakeClock
+from tests.fakes.prometheus_api import FakePrometheusAPI
 
-from .helpers import FakePrometheusAPI, bucket_rows, latency_rule, pod
+from .helpers import bucket_rows, latency_rule, pod
 from .test_families import NOW, answering, gauge_rows, queue
 
 LATENCY = MetricName("inference_latency_p95")

@@ -25,8 +25,9 @@ from adapter.sources.prometheus.promql import LabelMatcher, MatchOp, PromQLError
 from adapter.sources.prometheus.rules import FamilyRule, PromLabels, RuleError, parse_rule
 from adapter.sources.prometheus.transport import PromSample
 from tests.fakes.clock import FakeClock
+from tests.fakes.prometheus_api import FakePrometheusAPI
 
-from .helpers import FakePrometheusAPI, deployment_target, pod_target, spec
+from .helpers import deployment_target, pod_target, spec
 
 LATENCY = MetricName("inference_latency_p95")
 QUEUE = MetricName("inference_queue_depth")

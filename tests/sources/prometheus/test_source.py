@@ -15,9 +15,9 @@ from adapter.core.selectors import EVERYTHING, parse_selector
 from adapter.sources.prometheus import PrometheusSource, PromSample
 from adapter.sources.prometheus.rules import PromLabels, parse_rule
 from tests.fakes.clock import FakeClock
+from tests.fakes.prometheus_api import FakePrometheusAPI
 
 from .helpers import (
-    FakePrometheusAPI,
     bucket_rows,
     deployment_target,
     gauge_rows,

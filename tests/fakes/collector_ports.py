@@ -1,4 +1,7 @@
-"""Small fakes shared by the collector tests (ports other than NVML and the kubelet socket)."""
+"""The gpu-collector's small ports, faked: GPU assignments, cgroup owners, pod lookup.
+
+NVML and the kubelet's PodResources socket have their own fakes (nvml.py, podresources.py).
+"""
 
 from collections.abc import Mapping, Sequence
 
