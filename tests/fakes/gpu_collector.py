@@ -16,6 +16,8 @@ class FakeCollector:
     ``doc`` is a document or a function of nothing returning one (so it can
     follow a fake clock); ``status``, ``raw`` (a body replacing the JSON) and
     ``delay`` script failures. ``stop()`` kills it: connections are refused.
+    A request its client gave up on (a timeout) ends there: its handler is
+    cancelled rather than left sleeping past ``stop()``.
     """
 
     def __init__(
@@ -48,7 +50,9 @@ class FakeCollector:
     async def start(self, port: int = 0) -> FakeCollector:
         app = web.Application()
         app.router.add_get("/snapshot", self._snapshot)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=0.1, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, port)
         await site.start()
