@@ -12,7 +12,7 @@ from adapter.cli import main
 from adapter.convert import Untranslatable, convert
 from adapter.rulesfile import ConfigError
 
-HERE = Path(__file__).parent / "convert"
+HERE = Path(__file__).parent
 
 # What a Prometheus holding cAdvisor and some application series lists for the
 # default config's discovery queries (the adapter asks /api/v1/series once).
