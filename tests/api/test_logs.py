@@ -78,6 +78,7 @@ async def test_malformed_requests_are_logged_rate_limited_without_traceback(
     client = await make(aiohttp_client)
     sent = 60
     started = time.monotonic()
+    assert client.port is not None  # set once the test server has started
     with caplog.at_level(logging.DEBUG):
         for i in range(sent):
             answer = await send_raw(client.port, MALFORMED[i % len(MALFORMED)])

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 import trustme
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from kubernetes.aio.client import ApiClient, Configuration
 
 from adapter.api.middleware import (
@@ -69,7 +70,7 @@ def client_ssl(pki: PKI, cert: trustme.LeafCert | None = None) -> ssl.SSLContext
 
 
 @web.middleware
-async def render_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def render_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Stand-in for adapter.api.middleware.errors: AdapterError -> Status JSON."""
     try:
         return await handler(request)
@@ -201,7 +202,7 @@ async def server(pki: PKI, tmp_path: Path) -> AsyncIterator[Server]:
             for s in srv.sessions:
                 await s.close()
             await runner.cleanup()
-            await api_client.close()
+            await api_client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
 
 
 LeafFactory = Callable[..., trustme.LeafCert]

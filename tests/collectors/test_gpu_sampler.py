@@ -80,10 +80,10 @@ async def test_window_average_and_expiry() -> None:
     g.utilization = 60
     snap = await tick(sampler, nvml, clock, 5)
     assert sampler.ready
-    assert gpu(snap, G0) == ("ok", pytest.approx(35.0))
+    assert gpu(snap, G0) == ("ok", pytest.approx(35.0))  # type: ignore[comparison-overlap]  # pytest.approx equals floats; its type does not say so
     assert pods(snap) == {"x": pytest.approx(35.0)}
     snap = await tick(sampler, nvml, clock, 5)  # the 10s at 10% have left the window
-    assert gpu(snap, G0) == ("ok", pytest.approx(60.0))
+    assert gpu(snap, G0) == ("ok", pytest.approx(60.0))  # type: ignore[comparison-overlap]  # pytest.approx equals floats; its type does not say so
     assert snap.gpus[0].samples == 10
 
 

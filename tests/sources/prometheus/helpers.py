@@ -21,6 +21,7 @@ from adapter.sources.prometheus import promql
 from adapter.sources.prometheus.rules import (
     LATENCY_P95_OPTIONS,
     QUEUE_DEPTH_OPTIONS,
+    HistogramRule,
     PrometheusRule,
     PromLabels,
     parse_rule,
@@ -44,10 +45,12 @@ def spec(
     )
 
 
-def latency_rule(labels: PromLabels = DEFAULT_LABELS) -> PrometheusRule:
-    return parse_rule(
+def latency_rule(labels: PromLabels = DEFAULT_LABELS) -> HistogramRule:
+    rule = parse_rule(
         spec("inference_latency_p95", LATENCY_P95_OPTIONS, Aggregation.HISTOGRAM), labels
     )
+    assert isinstance(rule, HistogramRule)
+    return rule
 
 
 def queue_rule(labels: PromLabels = DEFAULT_LABELS) -> PrometheusRule:
@@ -56,6 +59,11 @@ def queue_rule(labels: PromLabels = DEFAULT_LABELS) -> PrometheusRule:
 
 def pod(namespace: str, name: str) -> PodInfo:
     return PodInfo(Namespace(namespace), PodName(name), PodUID(f"uid-{namespace}-{name}"))
+
+
+def pod_key(namespace: str, name: str) -> tuple[Namespace, PodName]:
+    """The key of a pod in a snapshot's ``pods``."""
+    return Namespace(namespace), PodName(name)
 
 
 def pod_target(namespace: str, name: str) -> Target:
