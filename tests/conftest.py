@@ -15,10 +15,23 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
+import pytest_asyncio.plugin
 
 # pytest-asyncio's fixture holding an ``asyncio.Runner`` per loop scope: "_function_scoped_runner",
 # "_module_scoped_runner", ... (private to it, but pinned in requirements/dev.txt).
 _RUNNER_SUFFIX = "_scoped_runner"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to run if pytest-asyncio no longer has the runner fixture the check hooks into.
+
+    Without it the check would silently check nothing; a new pytest-asyncio must be looked at.
+    """
+    if not hasattr(pytest_asyncio.plugin, "_function" + _RUNNER_SUFFIX):
+        raise pytest.UsageError(
+            "tests/conftest.py: pytest-asyncio has no _function_scoped_runner fixture any more; "
+            "the leftover-task check must be adapted to it"
+        )
 
 
 def leftover_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
