@@ -78,8 +78,8 @@ async def serve(count: int) -> None:
                 "windowSeconds": 10, "intervalSeconds": 1, "pods": pods, "gpus": gpus}  # fmt: skip
 
     async def snapshot(request: web.Request) -> web.Response:
-        sockname = request.transport.get_extra_info("sockname") if request.transport else None
-        k = by_port[int(sockname[1])]
+        assert request.transport is not None  # a request being answered has its connection
+        k = by_port[int(request.transport.get_extra_info("sockname")[1])]
         return web.json_response(document(k))
 
     async def control(request: web.Request) -> web.Response:

@@ -118,7 +118,7 @@ def one_size(count: int) -> None:
 
     gc.collect()
     before = rss_mib()
-    index = PodIndex(PagedAPI(count))  # type: ignore[arg-type]
+    index = PodIndex(PagedAPI(count))
     started = time.perf_counter()
     asyncio.run(index.list_once())
     listed = time.perf_counter() - started

@@ -52,7 +52,7 @@ from adapter.sources.prometheus import (
     TransportOptions,
     parse_rule,
 )
-from adapter.sources.prometheus.transport import _vector
+from adapter.sources.prometheus.transport import PrometheusAPI, _vector
 from tests.support.prometheus_server import PrometheusServer
 
 LATENCY = MetricName("inference_latency_p95")
@@ -88,7 +88,7 @@ def targets(namespace: str, count: int) -> list[Target]:
 
 
 class Counting:
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: PrometheusAPI) -> None:
         self.inner = inner
         self.calls = 0
 

@@ -217,7 +217,7 @@ async def refresh_walls(url: str) -> dict[str, tuple[float, float, float]]:
     and its parts (the query with JSON decoding; the snapshot build)."""
     catalogue = build_catalogue({}, "<bench>", {})
     client = PrometheusClient(TransportOptions(url=url, timeout=60))
-    walls = {}
+    walls: dict[str, tuple[float, float, float]] = {}
     for rule in prometheus_rules(catalogue):
         source = PrometheusSource(client, [rule])
         runs, queries, builds = [], [], []

@@ -24,7 +24,7 @@ from api_server import StaticSource, make_pods
 
 from adapter.api.handlers import render_metric_value_list
 from adapter.api.telemetry import Telemetry
-from adapter.core.request import parse_metric_path
+from adapter.core.request import MetricPath, parse_metric_path
 from adapter.core.resolver import Resolver
 from adapter.core.selectors import EVERYTHING, parse_selector
 from adapter.kube.podsfile import PodsFileIndex
@@ -41,10 +41,11 @@ resolver = Resolver(
     time.time,
     Telemetry(CollectorRegistry(), time.time),
 )
-path = parse_metric_path(
+parsed = parse_metric_path(
     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/%2A/inference_latency_p95"
 )
-assert path is not None
+assert parsed is not None
+path: MetricPath = parsed
 selector = parse_selector("app=web")
 
 

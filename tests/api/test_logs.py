@@ -23,19 +23,12 @@ from adapter.app import Parts, build_app
 from adapter.kube.podsfile import PodsFileIndex
 from adapter.rulesfile import build_catalogue
 from tests.api.conftest import NOW, PODS
+from tests.fakes.clock import FakeClock
 from tests.fakes.source import FakeSource
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_rate_limit_lets_a_burst_through_then_one_line_per_refill() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     limit = RateLimit(burst=3, per=3.0, clock=clock)
     assert [limit.allow() for _ in range(5)] == [0, 0, 0, None, None]
     clock.now = 1.0  # one token back
@@ -85,6 +78,7 @@ async def test_malformed_requests_are_logged_rate_limited_without_traceback(
     client = await make(aiohttp_client)
     sent = 60
     started = time.monotonic()
+    assert client.port is not None  # set once the test server has started
     with caplog.at_level(logging.DEBUG):
         for i in range(sent):
             answer = await send_raw(client.port, MALFORMED[i % len(MALFORMED)])

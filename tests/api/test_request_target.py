@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -72,7 +73,7 @@ class Records(logging.Handler):
 @pytest.fixture
 async def served(
     aiohttp_client: Any, source: FakeSource
-) -> tuple[TestClient[Any, Any], RecordingAuthorizer, Records]:
+) -> AsyncIterator[tuple[TestClient[Any, Any], RecordingAuthorizer, Records]]:
     authorizer = RecordingAuthorizer()
     records = Records()
     logger = logging.getLogger("tests.access")

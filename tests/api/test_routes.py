@@ -316,7 +316,7 @@ async def test_statefulset_and_wildcard_workloads(client: Client) -> None:
 @pytest.mark.parametrize("version", ["v1beta1", "v1beta2"])
 async def test_nodes_are_root_scoped(client: Client, version: str) -> None:
     code, body, _ = await get(client, f"{G}/{version}/nodes/*/gpu_utilization")
-    node = {
+    node: dict[str, Any] = {
         "metric": "gpu_utilization",
         "namespace": "",
         "ts": "2027-01-15T07:59:58Z",

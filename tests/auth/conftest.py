@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 import trustme
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from kubernetes.aio.client import ApiClient, Configuration
 
 from adapter.api.middleware import (
@@ -35,18 +36,8 @@ from adapter.kube.configmap import ConfigMapWatch
 from adapter.kube.listwatch import KubeListWatch
 from adapter.kube.reviews import KubeReviews
 from adapter.settings import AuthSettings
+from tests.fakes.clock import FakeClock
 from tests.fakes.kube_auth_api import KubeAuthState, serve_auth_api
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -82,7 +73,7 @@ def client_ssl(pki: PKI, cert: trustme.LeafCert | None = None) -> ssl.SSLContext
 
 
 @web.middleware
-async def render_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def render_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Stand-in for adapter.api.middleware.errors: AdapterError -> Status JSON."""
     try:
         return await handler(request)
@@ -173,7 +164,7 @@ def write_serving_cert(ca: trustme.CA, directory: Path) -> tuple[Path, Path]:
 @pytest.fixture
 async def server(pki: PKI, tmp_path: Path) -> AsyncIterator[Server]:
     fake = KubeAuthState(configmap_data=pki.configmap())
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cert_file, key_file = write_serving_cert(pki.server_ca, tmp_path)
     async with serve_auth_api(fake) as kube_url:
         api_client = ApiClient(Configuration(host=kube_url))
@@ -219,7 +210,7 @@ async def server(pki: PKI, tmp_path: Path) -> AsyncIterator[Server]:
             for s in srv.sessions:
                 await s.close()
             await runner.cleanup()
-            await api_client.close()
+            await api_client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
 
 
 LeafFactory = Callable[..., trustme.LeafCert]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from adapter.auth.authorizer import request_attributes
@@ -11,7 +14,7 @@ from tests.auth.conftest import PKI, Server
 
 P = "/apis/custom.metrics.k8s.io/v1beta2"
 ML = f"{P}/namespaces/ml/pods/%2A/latency_p95"
-HPA = {
+HPA: dict[str, Any] = {
     "username": "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
     "groups": ["system:serviceaccounts"],
 }
@@ -51,7 +54,7 @@ async def test_expired_token_is_rejected_once_the_cache_expires(server: Server, 
 
 async def test_token_audiences_must_intersect(server: Server, pki: PKI) -> None:
     class API:
-        async def create_token_review(self, body: dict) -> dict:
+        async def create_token_review(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
             return {
                 "status": {"authenticated": True, "user": {"username": "x"}, "audiences": ["other"]}
             }

@@ -443,11 +443,11 @@ def cluster(plane: ControlPlane) -> Iterator[Cluster]:
     try:
         register_apiservices(plane, port, serving_ca.pair)
         for name in APISERVICES:
-            wait_until(
-                f"APIService {name} Available",
-                lambda name=name: apiservice_available(plane, name)[0] == "True",
-                120,
-            )
+
+            def available(name: str = name) -> bool:
+                return apiservice_available(plane, name)[0] == "True"
+
+            wait_until(f"APIService {name} Available", available, 120)
         yield cluster
     except Exception:
         print(f"--- adapter ---\n{adapter.tail()}\n{plane.logs()}", file=sys.stderr)

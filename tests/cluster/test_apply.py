@@ -4,6 +4,8 @@ every overlay, every component and all components at once accepted by a server-s
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.cluster.conftest import ADAPTER_NS, Cluster, wait_for
@@ -25,7 +27,7 @@ REPOINTED = {("Service", "inference-metrics-adapter"), ("APIService", "v1beta1.c
              ("APIService", "v1beta2.custom.metrics.k8s.io")}  # fmt: skip
 
 
-def _path(doc: dict) -> str:
+def _path(doc: dict[str, Any]) -> str:
     group, _, version = doc["apiVersion"].rpartition("/")
     plural = {
         "NetworkPolicy": "networkpolicies", "PodDisruptionBudget": "poddisruptionbudgets",

@@ -4,6 +4,7 @@ GPU scenario the simulated collector is fed."""
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_assets_are_found_as_envtest_finds_them(
         "kube-controller-manager": tmp_path / "kube-controller-manager",
         "etcd": etcd_dir / "etcd",
     }
-    monkeypatch.setattr(controlplane.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert "needs root and `ip`" in (missing_assets() or "")
 
 
@@ -106,7 +107,10 @@ def test_gpu_scenario_is_a_valid_simulation(tmp_path: Path) -> None:
         ("ns", "server-0"),
         ("ns", "server-1"),
     ]
-    assert [g.utilization.values for g in scenario.gpus] == [(80.0,), (10.0,)]
+    assert [g.utilization.values if g.utilization else None for g in scenario.gpus] == [
+        (80.0,),
+        (10.0,),
+    ]
     assert set(scenario.refs) == {"11111111-2222-4333-8444-000000000000",
                                   "11111111-2222-4333-8444-000000000001"}  # fmt: skip
     # No pods: still a valid scenario (one idle GPU), so the collector keeps answering.

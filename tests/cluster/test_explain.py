@@ -51,7 +51,7 @@ def _explained_desired(cluster: Cluster, namespace: str, expected_usage_milli: i
         counted = sum(1 for p in metric["pods"] if p["hpa"] == "counted")
         if metric["usageMilli"] is None or counted == 0:
             return False
-        total = metric["usageMilli"] * counted
+        total: int = metric["usageMilli"] * counted
         found.update(report)
         return abs(total - expected_usage_milli) <= counted  # integer mean rounding
 

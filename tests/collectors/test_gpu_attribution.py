@@ -15,7 +15,7 @@ from collectors.gpu.model import (
     PodRef,
     PodUID,
 )
-from tests.collectors.helpers import Owners, Pods
+from tests.fakes.collector_ports import Owners, Pods
 
 G0, G1, G2 = GpuUUID("GPU-0"), GpuUUID("GPU-1"), GpuUUID("GPU-2")
 MIG_A, MIG_B = GpuUUID("MIG-a"), GpuUUID("MIG-b")

@@ -7,7 +7,7 @@ from collectors.gpu.nvml import NvmlDeviceReader
 from collectors.gpu.podlookup import NoPodLookup
 from collectors.gpu.procfs import ProcfsPidResolver
 from collectors.gpu.sampler import Sampler
-from tests.collectors.helpers import StaticAssignments
+from tests.fakes.collector_ports import StaticAssignments
 
 pytestmark = pytest.mark.gpu
 

@@ -20,7 +20,8 @@ from collectors.gpu.model import (
 )
 from collectors.gpu.sampler import Sampler, Snapshot
 from collectors.gpu.wire import render_snapshot
-from tests.collectors.helpers import FakeClock, Owners, Pods, StaticAssignments
+from tests.fakes.clock import FakeClock
+from tests.fakes.collector_ports import Owners, Pods, StaticAssignments
 from tests.fakes.nvml import FakeGpu, FakeMig, FakeNvml, FakeProcess
 
 G0, G1, G2 = "GPU-aaaa-0", "GPU-aaaa-1", "GPU-aaaa-2"
@@ -35,7 +36,7 @@ def ref(pod: str) -> ContainerRef:
 def make(
     gpus: list[FakeGpu], assignments: dict[str, list[ContainerRef]]
 ) -> tuple[Sampler, FakeNvml, FakeClock]:
-    clock = FakeClock()
+    clock = FakeClock(1_763_800_000.0)
     nvml = FakeNvml(gpus, now_us=int(clock.now * 1e6))
     owners = Owners({10: CgroupOwner(UID_X, "cx"), 20: CgroupOwner(UID_Y, "cy")})
     pods = Pods(
@@ -79,10 +80,10 @@ async def test_window_average_and_expiry() -> None:
     g.utilization = 60
     snap = await tick(sampler, nvml, clock, 5)
     assert sampler.ready
-    assert gpu(snap, G0) == ("ok", pytest.approx(35.0))
+    assert gpu(snap, G0) == ("ok", pytest.approx(35.0))  # type: ignore[comparison-overlap]  # pytest.approx equals floats; its type does not say so
     assert pods(snap) == {"x": pytest.approx(35.0)}
     snap = await tick(sampler, nvml, clock, 5)  # the 10s at 10% have left the window
-    assert gpu(snap, G0) == ("ok", pytest.approx(60.0))
+    assert gpu(snap, G0) == ("ok", pytest.approx(60.0))  # type: ignore[comparison-overlap]  # pytest.approx equals floats; its type does not say so
     assert snap.gpus[0].samples == 10
 
 

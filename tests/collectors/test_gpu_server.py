@@ -24,7 +24,8 @@ from collectors.gpu.model import (
 from collectors.gpu.sampler import Sampler
 from collectors.gpu.server import CollectorState, build_app, serve
 from collectors.gpu.simulate import Simulation, load_scenario
-from tests.collectors.helpers import FakeClock, Owners, Pods, StaticAssignments
+from tests.fakes.clock import FakeClock
+from tests.fakes.collector_ports import Owners, Pods, StaticAssignments
 from tests.fakes.nvml import GIB, FakeGpu, FakeNvml, FakeProcess
 
 G0, G1 = "GPU-aaaa-0", "GPU-aaaa-1"

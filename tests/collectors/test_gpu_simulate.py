@@ -6,7 +6,7 @@ import pytest
 
 from collectors.gpu.model import GpuLostError, GpuUUID, PodUID
 from collectors.gpu.simulate import Curve, ScenarioError, Simulation, load_scenario, parse_scenario
-from tests.collectors.helpers import FakeClock
+from tests.fakes.clock import FakeClock
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "collectors/gpu/scenarios"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ ACCEPTED = {
 
 
 @functools.cache
-def _scan(name: str, workdir: Path) -> dict:
+def _scan(name: str, workdir: Path) -> dict[str, Any]:
     path = workdir / f"{name.replace('/', '-')}.yaml"
     path.write_text(rendered_text(name))
     result = run(

@@ -51,7 +51,7 @@ def test_the_adapter_accepts_the_components_rules(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(_rules(render("components/dcgm-exporter")))
     catalogue = catalogue_holder(path)()
-    spec = catalogue.metrics[MetricName("gpu_utilization")]  # type: ignore[index]
+    spec = catalogue.metrics[MetricName("gpu_utilization")]
     assert spec.source == "prometheus"
     assert spec.unit == "percent"
     assert spec.resources == (PODS, DEPLOYMENTS, STATEFULSETS)

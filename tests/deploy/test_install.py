@@ -47,11 +47,13 @@ def _pod(docs: Docs, kind: str, name: str) -> dict[str, Any]:
 
 
 def _adapter(docs: Docs) -> dict[str, Any]:
+    container: dict[str, Any]
     (container,) = _pod(docs, "Deployment", "inference-metrics-adapter")["containers"]
     return container
 
 
 def _collector(docs: Docs) -> dict[str, Any]:
+    container: dict[str, Any]
     (container,) = _pod(docs, "DaemonSet", "gpu-collector")["containers"]
     return container
 

@@ -28,7 +28,7 @@ def _installed(python: str) -> dict[str, str]:
     out = subprocess.run(
         [python, "-I", "-c", INSTALLED_SCRIPT], capture_output=True, text=True, check=True
     ).stdout
-    found = {}
+    found: dict[str, str] = {}
     for line in out.split():
         name, version = line.split("==")
         found[canonicalize_name(name)] = version

@@ -80,7 +80,8 @@ def _crd_schema(kind: str, version: str) -> dict[str, Any]:
     crd = yaml.safe_load((CRD_DIR / CRD_FILES[kind]).read_text())
     for v in crd["spec"]["versions"]:
         if v["name"] == version:
-            return v["schema"]["openAPIV3Schema"]
+            schema: dict[str, Any] = v["schema"]["openAPIV3Schema"]
+            return schema
     raise AssertionError(f"{kind} has no version {version}")
 
 

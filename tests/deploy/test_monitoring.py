@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -135,7 +136,7 @@ def test_with_cluster_adds_the_matcher_once_per_series() -> None:
     )
 
 
-def _units(panel: dict) -> dict[str, str]:
+def _units(panel: dict[str, Any]) -> dict[str, str]:
     """refId -> the unit Grafana shows that query in."""
     unit = panel["fieldConfig"]["defaults"]["unit"]
     per_ref = {

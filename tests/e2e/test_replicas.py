@@ -40,7 +40,7 @@ READS = [
 
 
 def vector(query: str) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, pod in enumerate(PODS):
         labels = {"namespace": "ml", "pod": pod}
         if "_bucket" in query:

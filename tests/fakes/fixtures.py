@@ -47,7 +47,7 @@ async def kube_client(kubeconfig: Path) -> AsyncIterator[Any]:
     try:
         yield client
     finally:
-        await client.close()
+        await client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ the same.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import pytest
@@ -207,9 +208,9 @@ def test_group_pods_upstream_rows(
     pods: list[PodState],
     metrics: dict[str, int],
     ready: int,
-    unready: set[str],
-    missing: set[str],
-    ignored: set[str],
+    unready: AbstractSet[str],
+    missing: AbstractSet[str],
+    ignored: AbstractSet[str],
 ) -> None:
     groups = group_pods(pods, metrics)
     assert (groups.ready_count, groups.unready, groups.missing, groups.ignored) == (

@@ -56,7 +56,7 @@ async def test_versions_deletion_and_rejected_data() -> None:
                 state.set_configmap({"k": "v3"})
                 await eventually(lambda: seen[-1] == {"k": "v3"})
         finally:
-            await api_client.close()
+            await api_client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
 
     assert seen[:3] == [{"k": "v1"}, {"k": "v2"}, None]
     assert sleeps[0] == 0.5

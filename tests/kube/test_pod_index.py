@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ def index_on(kube_client: Any, **options: Any) -> PodIndex:
 
 
 @contextlib.asynccontextmanager
-async def watching(index: PodIndex, state: FakeKubeState):
+async def watching(index: PodIndex, state: FakeKubeState) -> AsyncIterator[list[int]]:
     """Run one watch_once() while the body runs; yields a list that receives its result."""
     task = asyncio.create_task(index.watch_once(), name="test-watch")
     result: list[int] = []
@@ -71,11 +71,12 @@ async def watching(index: PodIndex, state: FakeKubeState):
 # ---------------------------------------------------------------------------- listing
 
 
-async def test_not_synced_before_the_first_list(kube_state: FakeKubeState, pod_index: PodIndex):
+async def test_not_synced_before_the_first_list(
+    kube_state: FakeKubeState, pod_index: PodIndex
+) -> None:
     kube_state.add_pod(make_pod("ml", "a"))
-    assert not pod_index.synced
-    assert pod_index.all() == ()
-    assert pod_index.resource_version is None
+    # one comparison, not three asserts: mypy would keep `not synced` narrowed past the await
+    assert (pod_index.synced, pod_index.all(), pod_index.resource_version) == (False, (), None)
     with pytest.raises(RuntimeError, match="list_once"):
         await pod_index.watch_once()
 
@@ -85,7 +86,7 @@ async def test_not_synced_before_the_first_list(kube_state: FakeKubeState, pod_i
     assert names(pod_index.all()) == {"a"}
 
 
-async def test_initial_list_is_paginated(kube_state: FakeKubeState, pod_index: PodIndex):
+async def test_initial_list_is_paginated(kube_state: FakeKubeState, pod_index: PodIndex) -> None:
     for i in range(5):
         kube_state.add_pod(make_pod("ml", f"p{i}"))
 
@@ -102,7 +103,7 @@ async def test_initial_list_is_paginated(kube_state: FakeKubeState, pod_index: P
 
 async def test_a_list_whose_continue_token_expires_starts_over(
     kube_state: FakeKubeState, kube_client: Any
-):
+) -> None:
     for i in range(5):
         kube_state.add_pod(make_pod("ml", f"p{i}"))
     inner = KubeListWatch(kube_client)
@@ -135,7 +136,7 @@ async def test_a_list_whose_continue_token_expires_starts_over(
 
 async def test_list_errors_leave_the_index_as_it_was(
     kube_state: FakeKubeState, pod_index: PodIndex
-):
+) -> None:
     kube_state.add_pod(make_pod("ml", "a"))
     await pod_index.list_once()
     kube_state.fail_next(403, on="list", reason="Forbidden", message='pods is forbidden: User "x"')
@@ -151,7 +152,7 @@ async def test_list_errors_leave_the_index_as_it_was(
     assert names(pod_index.all()) == {"a"}
 
 
-async def test_unreachable_server_is_unavailable(tmp_path: Path):
+async def test_unreachable_server_is_unavailable(tmp_path: Path) -> None:
     server = FakeKubeServer()
     await server.start()
     config = server.write_kubeconfig(tmp_path / "kubeconfig")
@@ -161,13 +162,15 @@ async def test_unreachable_server_is_unavailable(tmp_path: Path):
         with pytest.raises(KubeUnavailable):
             await index_on(client).list_once()
     finally:
-        await client.close()
+        await client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
 
 
 # ---------------------------------------------------------------------------- watching
 
 
-async def test_watch_applies_added_modified_deleted(kube_state: FakeKubeState, pod_index: PodIndex):
+async def test_watch_applies_added_modified_deleted(
+    kube_state: FakeKubeState, pod_index: PodIndex
+) -> None:
     kube_state.add_pod(make_pod("ml", "a", labels={"app": "web"}))
     await pod_index.list_once()
     a = Namespace("ml"), PodName("a")
@@ -189,7 +192,7 @@ async def test_watch_applies_added_modified_deleted(kube_state: FakeKubeState, p
 
 async def test_watch_resumes_from_its_resource_version_without_a_relist(
     kube_state: FakeKubeState, pod_index: PodIndex, backoff_sleeps: list[float]
-):
+) -> None:
     kube_state.add_pod(make_pod("ml", "a"))
     async with pod_index:
         await pod_index.wait_synced()
@@ -209,7 +212,7 @@ async def test_watch_resumes_from_its_resource_version_without_a_relist(
 
 async def test_a_watch_that_ends_cleanly_resumes_at_once(
     kube_state: FakeKubeState, pod_index: PodIndex, backoff_sleeps: list[float]
-):
+) -> None:
     async with pod_index:
         await kube_state.wait_for_watches()
         kube_state.add_pod(make_pod("ml", "a"))
@@ -223,7 +226,7 @@ async def test_a_watch_that_ends_cleanly_resumes_at_once(
 
 async def test_server_errors_on_watch_back_off_and_resume(
     kube_state: FakeKubeState, pod_index: PodIndex, backoff_sleeps: list[float]
-):
+) -> None:
     kube_state.fail_next(500, on="watch", times=2)
     kube_state.fail_next(429, on="watch", reason="TooManyRequests")
     async with pod_index:
@@ -238,7 +241,7 @@ async def test_server_errors_on_watch_back_off_and_resume(
 
 async def test_bookmarks_advance_the_resource_version_only(
     kube_state: FakeKubeState, kube_client: Any
-):
+) -> None:
     index = index_on(kube_client, label_selector="app=web")
     kube_state.add_pod(make_pod("ml", "web-1", labels={"app": "web"}))
     await index.list_once()
@@ -257,7 +260,7 @@ async def test_bookmarks_advance_the_resource_version_only(
 @pytest.mark.parametrize("as_http", [False, True], ids=["error-event", "http-410"])
 async def test_410_on_watch_raises_resource_expired(
     kube_state: FakeKubeState, pod_index: PodIndex, as_http: bool
-):
+) -> None:
     kube_state.watch_gone_as_http = as_http
     kube_state.add_pod(make_pod("ml", "a"))
     await pod_index.list_once()
@@ -274,7 +277,7 @@ async def test_410_on_watch_raises_resource_expired(
 @pytest.mark.parametrize("as_http", [False, True], ids=["error-event", "http-410"])
 async def test_410_relists_and_replaces_the_index(
     kube_state: FakeKubeState, pod_index: PodIndex, backoff_sleeps: list[float], as_http: bool
-):
+) -> None:
     kube_state.watch_gone_as_http = as_http
     for name in ("a", "b", "c"):
         kube_state.add_pod(make_pod("ml", name))
@@ -300,7 +303,9 @@ async def test_410_relists_and_replaces_the_index(
 # ---------------------------------------------------------------------------- views
 
 
-async def test_node_index_follows_scheduling(kube_state: FakeKubeState, pod_index: PodIndex):
+async def test_node_index_follows_scheduling(
+    kube_state: FakeKubeState, pod_index: PodIndex
+) -> None:
     kube_state.add_pod(make_pod("ml", "a", node="gpu-1"))
     kube_state.add_pod(make_pod("ml", "b", node="gpu-2"))
     kube_state.add_pod(make_pod("batch", "c", node="gpu-1"))
@@ -321,7 +326,7 @@ async def test_node_index_follows_scheduling(kube_state: FakeKubeState, pod_inde
 
 async def test_field_selector_index_sees_pods_arrive_on_its_node(
     kube_state: FakeKubeState, kube_client: Any
-):
+) -> None:
     index = index_on(kube_client, field_selector="spec.nodeName=gpu-1")
     kube_state.add_pod(make_pod("ml", "here", node="gpu-1"))
     kube_state.add_pod(make_pod("ml", "there", node="gpu-2"))
@@ -336,7 +341,7 @@ async def test_field_selector_index_sees_pods_arrive_on_its_node(
     assert kube_state.watch_requests[0].query["fieldSelector"] == "spec.nodeName=gpu-1"
 
 
-async def test_namespaced_index(kube_state: FakeKubeState, kube_client: Any):
+async def test_namespaced_index(kube_state: FakeKubeState, kube_client: Any) -> None:
     index = index_on(kube_client, namespace="ml")
     kube_state.add_pod(make_pod("ml", "a"))
     kube_state.add_pod(make_pod("other", "b"))
@@ -347,7 +352,9 @@ async def test_namespaced_index(kube_state: FakeKubeState, kube_client: Any):
     assert kube_state.list_requests[0].path == "/api/v1/namespaces/ml/pods"
 
 
-async def test_non_live_pods_are_kept_and_marked(kube_state: FakeKubeState, pod_index: PodIndex):
+async def test_non_live_pods_are_kept_and_marked(
+    kube_state: FakeKubeState, pod_index: PodIndex
+) -> None:
     kube_state.add_pod(make_pod("ml", "done", phase="Succeeded", ready=False))
     kube_state.add_pod(make_pod("ml", "failed", phase="Failed", ready=False))
     kube_state.add_pod(make_pod("ml", "live"))
@@ -364,7 +371,7 @@ async def test_non_live_pods_are_kept_and_marked(kube_state: FakeKubeState, pod_
     assert not any(p.live for p in pods.values())
 
 
-async def test_stop_ends_the_task_and_start_twice_is_refused(pod_index: PodIndex):
+async def test_stop_ends_the_task_and_start_twice_is_refused(pod_index: PodIndex) -> None:
     task = pod_index.start()
     assert task.get_name() == "pod-index"
     with pytest.raises(RuntimeError, match="already running"):
@@ -377,7 +384,7 @@ async def test_stop_ends_the_task_and_start_twice_is_refused(pod_index: PodIndex
 # ---------------------------------------------------------------------------- wire format
 
 
-def test_pod_from_k8s_reads_a_ready_pod():
+def test_pod_from_k8s_reads_a_ready_pod() -> None:
     obj = make_pod(
         "ml", "web-1", labels={"app": "web"}, node="gpu-1", owner=("ReplicaSet", "web-7d")
     )
@@ -454,7 +461,9 @@ def test_pod_from_k8s_reads_a_ready_pod():
         "unscheduled",
     ],
 )
-def test_pod_from_k8s_table(change: Callable[[dict[str, Any]], object], expected: dict[str, Any]):
+def test_pod_from_k8s_table(
+    change: Callable[[dict[str, Any]], object], expected: dict[str, Any]
+) -> None:
     obj = make_pod("ml", "web-1", owner=("ReplicaSet", "web-7d"))
     change(obj)
     pod = pod_from_k8s(obj)
@@ -473,7 +482,7 @@ def test_pod_from_k8s_table(change: Callable[[dict[str, Any]], object], expected
 )
 def test_pod_from_k8s_rejects_malformed_pods(
     change: Callable[[dict[str, Any]], object], message: str
-):
+) -> None:
     obj = make_pod("ml", "web-1", labels={"app": "web"})
     change(obj)
     with pytest.raises(PodFormatError, match=message):
@@ -508,7 +517,7 @@ items:
 """
 
 
-def test_pods_file_yaml_list(tmp_path: Path):
+def test_pods_file_yaml_list(tmp_path: Path) -> None:
     path = tmp_path / "pods.yaml"
     path.write_text(KUBECTL_YAML)
 
@@ -529,7 +538,7 @@ def test_pods_file_yaml_list(tmp_path: Path):
     "layout",
     ["podlist-json", "plain-json-list", "multi-document-yaml", "single-pod-yaml"],
 )
-def test_pods_file_layouts(tmp_path: Path, layout: str):
+def test_pods_file_layouts(tmp_path: Path, layout: str) -> None:
     pods = [make_pod("ml", "a", node="gpu-1"), make_pod("ml", "b", node="gpu-2")]
     path = tmp_path / "pods"
     if layout == "podlist-json":
@@ -567,7 +576,7 @@ def test_pods_file_layouts(tmp_path: Path, layout: str):
 )
 def test_pods_file_errors_name_the_file_and_the_reason(
     tmp_path: Path, content: str | None, reason: str
-):
+) -> None:
     path = tmp_path / "pods.yaml"
     if content is not None:
         path.write_text(content)
@@ -582,13 +591,13 @@ def test_pods_file_errors_name_the_file_and_the_reason(
 # ---------------------------------------------------------------------------- credentials
 
 
-async def test_connect_with_a_context(fake_kube: FakeKubeServer, tmp_path: Path):
+async def test_connect_with_a_context(fake_kube: FakeKubeServer, tmp_path: Path) -> None:
     config = fake_kube.write_kubeconfig(tmp_path / "kubeconfig", context="other")
     client = await connect(str(config), context="other")
     try:
         assert client.configuration.host == fake_kube.url
     finally:
-        await client.close()
+        await client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
 
 
 @pytest.mark.parametrize(
@@ -606,7 +615,7 @@ async def test_connect_errors(
     kubeconfig: str | None,
     context: str | None,
     message: str,
-):
+) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     path = None
     if kubeconfig == "missing":
@@ -617,7 +626,7 @@ async def test_connect_errors(
         await connect(path, context=context)
 
 
-async def test_tls_fake_and_a_kubeconfig_with_its_ca(tmp_path: Path):
+async def test_tls_fake_and_a_kubeconfig_with_its_ca(tmp_path: Path) -> None:
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
@@ -630,13 +639,13 @@ async def test_tls_fake_and_a_kubeconfig_with_its_ca(tmp_path: Path):
             index = index_on(client)
             await index.list_once()
         finally:
-            await client.close()
+            await client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
 
     assert server.url.startswith("https://")
     assert names(index.all()) == {"a"}
 
 
-async def test_extensions_add_routes_to_the_fake():
+async def test_extensions_add_routes_to_the_fake() -> None:
     async def hello(request: web.Request) -> web.Response:
         return web.json_response({"pods": len(request.app[STATE].pods)})
 
@@ -654,7 +663,7 @@ async def test_extensions_add_routes_to_the_fake():
             assert (await response.json())["kind"] == "Status"
 
 
-def test_backoff_grows_to_its_cap_and_resets():
+def test_backoff_grows_to_its_cap_and_resets() -> None:
     backoff = Backoff(1.0, 5.0, rng=lambda: 0.5)
     assert [backoff.next() for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
     backoff.reset()

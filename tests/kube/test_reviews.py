@@ -35,7 +35,7 @@ async def test_reviews_and_their_http_failures() -> None:
             assert not isinstance(refused.value, KubeUnavailable)
             assert str(refused.value) == "SubjectAccessReview: HTTP 403"
         finally:
-            await api_client.close()
+            await api_client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
 
 
 async def test_an_unreachable_api_is_unavailable_and_names_no_token() -> None:
@@ -50,4 +50,4 @@ async def test_an_unreachable_api_is_unavailable_and_names_no_token() -> None:
         assert str(caught.value).startswith("TokenReview: ")
         assert "secret-token" not in str(caught.value)
     finally:
-        await api_client.close()
+        await api_client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped

@@ -14,6 +14,7 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def hpa(behavior: dict[str, Any] | None = None, name: str = "web") -> dict[str, 
 NO_DOWNSCALE_WINDOW = {"scaleDown": {"stabilizationWindowSeconds": 0}}
 
 
-def points(loads: list[float]) -> list[Point]:
+def points(loads: Sequence[float]) -> list[Point]:
     return [
         Point(1_800_000_000 + i * STEP, {"inference_queue_depth": v}) for i, v in enumerate(loads)
     ]

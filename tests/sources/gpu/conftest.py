@@ -3,7 +3,7 @@ from typing import Any
 
 import pytest
 
-from tests.sources.gpu.helpers import FakeCollector
+from tests.fakes.gpu_collector import FakeCollector
 
 
 @pytest.fixture

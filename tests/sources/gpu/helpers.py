@@ -1,13 +1,9 @@
-"""Fake GPU collectors (real aiohttp apps on loopback), snapshot documents, a clock, targets."""
+"""Builders for the GPU source tests: snapshot documents, pods, targets."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
-
-from aiohttp import web
 
 from adapter.core.model import (
     DEPLOYMENTS,
@@ -25,17 +21,6 @@ from adapter.core.model import (
 
 T0 = 1_763_800_000.0
 NS = Namespace("ml")
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def pod_doc(
@@ -97,57 +82,6 @@ def snapshot_doc(
         "pods": pod_docs,
         "gpus": [gpu_doc(i, u) for i, u in enumerate(gpus)],
     }
-
-
-class FakeCollector:
-    """A loopback ``/snapshot`` server answering what the test scripts.
-
-    ``doc`` is a document or a function of nothing returning one (so it can
-    follow a fake clock); ``status``, ``raw`` (a body replacing the JSON) and
-    ``delay`` script failures. ``stop()`` kills it: connections are refused.
-    """
-
-    def __init__(
-        self, doc: dict[str, Any] | Callable[[], dict[str, Any]], host: str = "127.0.0.1"
-    ) -> None:
-        self.doc = doc
-        self.host = host
-        self.status = 200
-        self.raw: bytes | None = None
-        self.delay = 0.0
-        self.requests = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def _snapshot(self, _request: web.Request) -> web.Response:
-        self.requests += 1
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.raw is not None:
-            return web.Response(body=self.raw, status=self.status, content_type="application/json")
-        doc = self.doc() if callable(self.doc) else self.doc
-        return web.Response(
-            text=json.dumps(doc), status=self.status, content_type="application/json"
-        )
-
-    async def start(self, port: int = 0) -> FakeCollector:
-        app = web.Application()
-        app.router.add_get("/snapshot", self._snapshot)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, port)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
 
 def pod(

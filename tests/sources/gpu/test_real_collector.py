@@ -12,7 +12,8 @@ from collectors.gpu.model import NodeName as CollectorNode
 from collectors.gpu.sampler import Sampler
 from collectors.gpu.server import CollectorState, build_app, serve
 from collectors.gpu.simulate import Simulation, load_scenario
-from tests.sources.gpu.helpers import T0, FakeClock, deployment_target, node_target, pod, pod_target
+from tests.fakes.clock import FakeClock
+from tests.sources.gpu.helpers import T0, deployment_target, node_target, pod, pod_target
 
 DEMO = Path(__file__).resolve().parents[3] / "collectors/gpu/scenarios/demo-2gpu.yaml"
 NODE = "sim-gpu-node-1"

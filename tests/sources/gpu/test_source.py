@@ -16,10 +16,10 @@ from adapter.kube.podsfile import PodsFileIndex
 from adapter.settings import GpuSettings
 from adapter.sources.gpu import GpuSource, PodDiscovery, StaticDiscovery
 from adapter.sources.gpu.discovery import CollectorEndpoint
+from tests.fakes.clock import FakeClock
+from tests.fakes.gpu_collector import FakeCollector
 from tests.sources.gpu.helpers import (
     T0,
-    FakeClock,
-    FakeCollector,
     deployment_target,
     node_target,
     pod,
@@ -61,7 +61,7 @@ def make(urls: list[str], clock: FakeClock, **kw: Any) -> tuple[GpuSource, Colle
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 async def two_nodes(collectors: Any, clock: FakeClock) -> tuple[FakeCollector, FakeCollector]:

@@ -1,13 +1,11 @@
-"""Fakes for the Prometheus source tests: a clock, a counting PrometheusAPI, rows."""
+"""Builders for the Prometheus source tests: rule specs, rules, pods, targets, answer rows."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapter.core.catalogue import Aggregation, MetricSpec
-from adapter.core.errors import SourceError
 from adapter.core.model import (
     DEPLOYMENTS,
     PODS,
@@ -23,6 +21,7 @@ from adapter.sources.prometheus import promql
 from adapter.sources.prometheus.rules import (
     LATENCY_P95_OPTIONS,
     QUEUE_DEPTH_OPTIONS,
+    HistogramRule,
     PrometheusRule,
     PromLabels,
     parse_rule,
@@ -30,36 +29,6 @@ from adapter.sources.prometheus.rules import (
 from adapter.sources.prometheus.transport import PromSample
 
 DEFAULT_LABELS = PromLabels()
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class FakePrometheusAPI:
-    """Answers from a function of the query; counts calls; can fail or hold queries."""
-
-    def __init__(self, answer: Callable[[str], Sequence[PromSample]] = lambda _: ()) -> None:
-        self.answer = answer
-        self.calls: list[str] = []
-        self.fail = False
-        self.fail_as: type[SourceError] = SourceError
-        self.gate: asyncio.Event | None = None
-
-    async def query(self, expr: str, *, at: float | None = None) -> Sequence[PromSample]:
-        self.calls.append(expr)
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail:
-            raise self.fail_as("the Prometheus query failed")
-        return self.answer(expr)
 
 
 def spec(
@@ -76,10 +45,12 @@ def spec(
     )
 
 
-def latency_rule(labels: PromLabels = DEFAULT_LABELS) -> PrometheusRule:
-    return parse_rule(
+def latency_rule(labels: PromLabels = DEFAULT_LABELS) -> HistogramRule:
+    rule = parse_rule(
         spec("inference_latency_p95", LATENCY_P95_OPTIONS, Aggregation.HISTOGRAM), labels
     )
+    assert isinstance(rule, HistogramRule)
+    return rule
 
 
 def queue_rule(labels: PromLabels = DEFAULT_LABELS) -> PrometheusRule:
@@ -88,6 +59,11 @@ def queue_rule(labels: PromLabels = DEFAULT_LABELS) -> PrometheusRule:
 
 def pod(namespace: str, name: str) -> PodInfo:
     return PodInfo(Namespace(namespace), PodName(name), PodUID(f"uid-{namespace}-{name}"))
+
+
+def pod_key(namespace: str, name: str) -> tuple[Namespace, PodName]:
+    """The key of a pod in a snapshot's ``pods``."""
+    return Namespace(namespace), PodName(name)
 
 
 def pod_target(namespace: str, name: str) -> Target:

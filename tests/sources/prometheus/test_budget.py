@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -28,8 +26,11 @@ from adapter.sources.prometheus.transport import (
     PromSample,
     TransportOptions,
 )
+from tests.fakes.clock import FakeClock
+from tests.fakes.counting_server import CountingServer
+from tests.fakes.prometheus_api import FakePrometheusAPI
 
-from .helpers import FakeClock, FakePrometheusAPI, gauge_rows, pod_target, queue_rule
+from .helpers import gauge_rows, pod_target, queue_rule
 
 QUEUE = MetricName("inference_queue_depth")
 NOW = 1_000_000.0
@@ -140,51 +141,6 @@ async def test_staleness_log_says_what_is_still_served(
         "query for inference_queue_depth failed; no values left to serve (the last ones expired)",
     ]
     assert await source.fetch(QUEUE, [A], EVERYTHING) == {}  # omitted, never 0
-
-
-class CountingServer:
-    """A loopback HTTP server that counts requests and answers 503, or never answers."""
-
-    def __init__(self, *, hang: bool) -> None:
-        self.hang = hang
-        self.requests = 0
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._open: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self._open.append(conn)
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        data = b""
-        try:
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
-            self.requests += 1
-            if not self.hang:
-                conn.sendall(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                    b"Connection: close\r\n\r\n"
-                )
-                conn.close()
-        except OSError:
-            return
-
-    def close(self) -> None:
-        self._sock.close()
-        for conn in self._open:
-            conn.close()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from .servers import Pod, Value, serving
 
 pytestmark = pytest.mark.prometheus
 
-CONVERT = Path(__file__).parents[2] / "unit" / "convert"
+CONVERT = Path(__file__).parents[2] / "convert"
 
 PODS = (
     Pod(  # the walkthrough's labels, from an annotation-based scrape job

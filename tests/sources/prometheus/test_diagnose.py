@@ -8,15 +8,17 @@ from adapter.sources.prometheus import PrometheusSource
 from adapter.sources.prometheus.diagnose import PrometheusDiagnoser
 from adapter.sources.prometheus.promql import matchers_from_selector
 from adapter.sources.prometheus.transport import PromSample
+from tests.fakes.clock import FakeClock
+from tests.fakes.prometheus_api import FakePrometheusAPI
 
-from .helpers import FakeClock, FakePrometheusAPI, bucket_rows, latency_rule, pod
+from .helpers import bucket_rows, latency_rule, pod
 from .test_families import NOW, answering, gauge_rows, queue
 
 LATENCY = MetricName("inference_latency_p95")
 
 
 async def test_nan_stale_and_no_value() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000_000.0)
     now = clock()
 
     def answer(_expr: str) -> list[PromSample]:
@@ -49,7 +51,7 @@ async def test_nan_stale_and_no_value() -> None:
 
 
 def test_unknown_metric_and_no_snapshot_yet() -> None:
-    source = PrometheusSource(FakePrometheusAPI(), [latency_rule()], clock=FakeClock())
+    source = PrometheusSource(FakePrometheusAPI(), [latency_rule()], clock=FakeClock(1_000_000.0))
     diagnoser = PrometheusDiagnoser(source)
     assert diagnoser.describe(MetricName("nope"), 0.0) == {}
     assert diagnoser.describe(LATENCY, 0.0)["snapshotAgeSeconds"] is None
@@ -57,7 +59,7 @@ def test_unknown_metric_and_no_snapshot_yet() -> None:
 
 
 def test_the_query_shown_carries_the_reads_metric_selector() -> None:
-    source = PrometheusSource(FakePrometheusAPI(), [latency_rule()], clock=FakeClock())
+    source = PrometheusSource(FakePrometheusAPI(), [latency_rule()], clock=FakeClock(1_000_000.0))
     facts = PrometheusDiagnoser(source).describe(LATENCY, 0.0, parse_selector("model=llama"))
     assert facts["query"] == (
         "sum by (namespace, pod, le) (rate(inference_duration_seconds_bucket"

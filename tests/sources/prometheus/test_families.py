@@ -24,8 +24,10 @@ from adapter.sources.prometheus.families import (
 from adapter.sources.prometheus.promql import LabelMatcher, MatchOp, PromQLError
 from adapter.sources.prometheus.rules import FamilyRule, PromLabels, RuleError, parse_rule
 from adapter.sources.prometheus.transport import PromSample
+from tests.fakes.clock import FakeClock
+from tests.fakes.prometheus_api import FakePrometheusAPI
 
-from .helpers import FakeClock, FakePrometheusAPI, deployment_target, pod_target, spec
+from .helpers import deployment_target, pod_key, pod_target, spec
 
 LATENCY = MetricName("inference_latency_p95")
 QUEUE = MetricName("inference_queue_depth")
@@ -346,5 +348,5 @@ async def test_a_family_without_a_value_still_owns_its_pod() -> None:
     assert await source.fetch(LATENCY, [a], EVERYTHING) == {}
     for metric in (QUEUE, LATENCY):
         snap = source.snapshot[metric]
-        assert snap.pods[("ml", "a")].family == "vllm"
+        assert snap.pods[pod_key("ml", "a")].family == "vllm"
         assert snap.dropped["shadowed"] == 1

@@ -27,7 +27,7 @@ from adapter.sources.prometheus.families import FAMILIES, PRESETS
 from adapter.sources.prometheus.rules import FamilyRule, PromLabels, parse_rule
 from tests.support.prometheus_server import PrometheusServer
 
-from .helpers import deployment_target, pod_target, spec
+from .helpers import deployment_target, pod_key, pod_target, spec
 from .servers import NS, serving
 
 pytestmark = pytest.mark.prometheus
@@ -109,7 +109,7 @@ async def test_p95_per_family_equals_histogram_quantile_of_the_servers_histogram
     for _attempt in range(10):  # a scrape landing between our query and the reference
         await source.refresh_once()
         snap = source.snapshot[LATENCY]
-        at = snap.pods[(NS, "vllm-0")].timestamp
+        at = snap.pods[pod_key(NS, "vllm-0")].timestamp
         got = await source.fetch(LATENCY, [*targets.values(), fleet], EVERYTHING)
         mismatches = []
         for name, family, series, convert in P95_CASES:
@@ -151,7 +151,7 @@ async def test_triton_p95_only_from_the_summary_quantile(
     fleet = deployment_target(NS, "triton", ["triton-0", "triton-1"])
     got = await source.fetch(LATENCY, [t0, t1, fleet], EVERYTHING)
     # max over models of quantile="0.95", µs -> s, exactly PromQL's division.
-    at = source.snapshot[LATENCY].pods[(NS, "triton-0")].timestamp
+    at = source.snapshot[LATENCY].pods[pod_key(NS, "triton-0")].timestamp
     expected = one(
         prom,
         'max by (namespace, pod) (nv_inference_request_summary_us{pod="triton-0",'
@@ -227,8 +227,8 @@ async def test_the_winner_is_visible_and_later_families_are_shadowed(
     source = PrometheusSource(client, [family_rule(QUEUE)])
     await source.refresh_once()
     snap = source.snapshot[QUEUE]
-    assert snap.pods[(NS, "both-0")].family == "vllm"
-    assert snap.pods[(NS, "triton-trtllm-0")].family == "triton-trtllm"
+    assert snap.pods[pod_key(NS, "both-0")].family == "vllm"
+    assert snap.pods[pod_key(NS, "triton-trtllm-0")].family == "triton-trtllm"
     # both-0's generic series and triton-trtllm-0's pending count lost to earlier families.
     assert snap.dropped["shadowed"] == 2
 

@@ -27,7 +27,7 @@ from adapter.sources.prometheus.rules import (
 )
 from adapter.sources.prometheus.transport import PromSample
 
-from .helpers import deployment_target, pod_target, spec
+from .helpers import deployment_target, pod_key, pod_target, spec
 
 GPU = MetricName("gpu_utilization")
 FILE_LABELS = PromLabels(namespace="kubernetes_namespace", pod="kubernetes_pod_name")
@@ -132,8 +132,10 @@ def test_the_snapshot_attributes_by_the_metrics_own_labels() -> None:
     ]
     snap = snapshot.build(rule, rows, at, 60.0)
     assert list(snap.pods) == [("ml", "a")]
-    assert snap.pods[("ml", "a")].sample is not None
-    assert snap.pods[("ml", "a")].sample.value == 3.0  # type: ignore[union-attr]
+    assert snap.pods[pod_key("ml", "a")].sample is not None
+    sample = snap.pods[pod_key("ml", "a")].sample
+    assert sample is not None
+    assert sample.value == 3.0
 
 
 # --- property: any valid label names, and only there ---
@@ -353,7 +355,7 @@ def test_dcgm_snapshot_means_over_a_pods_gpus_and_ignores_gpus_without_a_pod() -
     values = {key: v.sample.value if v.sample else None for key, v in snap.pods.items()}
     # NaN and stale pods belong to the family but have no value of their own.
     assert values == {("ml", "a"): 57.5, ("ml", "nan"): None, ("ml", "old"): None}
-    assert snap.pods[("ml", "a")].family == DCGM_EXPORTER
+    assert snap.pods[pod_key("ml", "a")].family == DCGM_EXPORTER
     assert dict(snap.dropped) == {"nan": 1, "stale": 1, "unattributed": 2}
     targets = [
         pod_target(ns, name) for ns, name in (*values, ("gpu-operator", "nvidia-dcgm-exporter-x"))

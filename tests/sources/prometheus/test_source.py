@@ -14,10 +14,10 @@ from adapter.core.model import MetricName, Sample
 from adapter.core.selectors import EVERYTHING, parse_selector
 from adapter.sources.prometheus import PrometheusSource, PromSample
 from adapter.sources.prometheus.rules import PromLabels, parse_rule
+from tests.fakes.clock import FakeClock
+from tests.fakes.prometheus_api import FakePrometheusAPI
 
 from .helpers import (
-    FakeClock,
-    FakePrometheusAPI,
     bucket_rows,
     deployment_target,
     gauge_rows,

@@ -26,9 +26,10 @@ from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
 from adapter.sources.prometheus import PrometheusClient, PrometheusSource, TransportOptions, promql
 from adapter.sources.prometheus.promql import PromQLError
 from adapter.sources.prometheus.rules import PromLabels, parse_rule
+from tests.fakes.clock import FakeClock
 from tests.support.prometheus_server import PrometheusServer, free_port
 
-from .helpers import FakeClock, deployment_target, latency_rule, pod_target, queue_rule, spec
+from .helpers import deployment_target, latency_rule, pod_key, pod_target, queue_rule, spec
 
 pytestmark = pytest.mark.prometheus
 
@@ -118,7 +119,7 @@ async def test_per_pod_and_fleet_quantiles_equal_prometheus(
     while True:
         await source.refresh_once()
         snap = source.snapshot[LATENCY]
-        at = snap.pods[("ml", "a")].timestamp  # the evaluation time Prometheus reported
+        at = snap.pods[pod_key("ml", "a")].timestamp  # the evaluation time Prometheus reported
         expected = by_pod(
             prom.query(
                 "histogram_quantile(0.95, sum by (namespace, pod, le) "
@@ -134,7 +135,9 @@ async def test_per_pod_and_fleet_quantiles_equal_prometheus(
         targets = [pod_target(ns, name) for ns, name in LOADS]
         web = deployment_target("ml", "web", ["a", "b", "idle", "ghost"])
         got = await source.fetch(LATENCY, [*targets, web], EVERYTHING)
-        ours = {(t.obj.namespace, t.obj.name): got[t.obj].value for t in targets if t.obj in got}
+        ours: dict[tuple[str | None, str], float] = {
+            (t.obj.namespace, t.obj.name): got[t.obj].value for t in targets if t.obj in got
+        }
         fleet_ours = got[web.obj].value
         finite = {k: v for k, v in expected.items() if math.isfinite(v)}
         if (
@@ -189,13 +192,15 @@ async def test_template_rule_equals_prometheus(
     source = PrometheusSource(client, [rule])
     await source.refresh_once()
     snap = source.snapshot[MetricName("rps")]
-    at = snap.pods[("ml", "a")].timestamp
+    at = snap.pods[pod_key("ml", "a")].timestamp
     expected = by_pod(
         prom.query("sum by (namespace, pod) (rate(inference_duration_seconds_count[1m]))", at=at)
     )
     targets = [pod_target(ns, name) for ns, name in LOADS]
     got = await source.fetch(MetricName("rps"), targets, EVERYTHING)
-    ours = {(o.namespace, o.name): s.value for o, s in got.items()}
+    ours: dict[tuple[str | None, str], float] = {
+        (o.namespace, o.name): s.value for o, s in got.items()
+    }
     assert ours.keys() == expected.keys()
     assert ours[("ml", "a")] == pytest.approx(expected[("ml", "a")], rel=1e-6)
 

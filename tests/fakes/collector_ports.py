@@ -1,4 +1,7 @@
-"""Small fakes shared by the collector tests (ports other than NVML and the kubelet socket)."""
+"""The gpu-collector's small ports, faked: GPU assignments, cgroup owners, pod lookup.
+
+NVML and the kubelet's PodResources socket have their own fakes (nvml.py, podresources.py).
+"""
 
 from collections.abc import Mapping, Sequence
 
@@ -34,14 +37,3 @@ class Pods:
 
     def lookup(self, uid: PodUID) -> PodRef | None:
         return self.pods.get(uid)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_763_800_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds

@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 
 from adapter.api.negotiation import accepts_json, selectors_from_query
 from adapter.core.errors import AdapterError, BadRequest, NotFound
+from adapter.core.model import MetricName, Namespace
 from adapter.core.request import MetricPath, parse_metric_path
 
 P = "/apis/custom.metrics.k8s.io"
+M, ML = MetricName("m"), Namespace("ml")
 
 
 @pytest.mark.parametrize(
@@ -21,21 +23,21 @@ P = "/apis/custom.metrics.k8s.io"
     [
         (f"{P}/v1beta2", None),
         (f"{P}/v1beta1/", None),
-        (f"{P}/v1beta2/namespaces/ml/pods/*/m", MetricPath("v1beta2", "pods", "*", "m", "ml")),  # type: ignore[arg-type]
-        (f"{P}/v1beta2/namespaces/ml/pods/%2A/m", MetricPath("v1beta2", "pods", "*", "m", "ml")),  # type: ignore[arg-type]
+        (f"{P}/v1beta2/namespaces/ml/pods/*/m", MetricPath("v1beta2", "pods", "*", M, ML)),
+        (f"{P}/v1beta2/namespaces/ml/pods/%2A/m", MetricPath("v1beta2", "pods", "*", M, ML)),
         (
             f"{P}/v1beta1/namespaces/ml/deployments.apps/web/m",
-            MetricPath("v1beta1", "deployments.apps", "web", "m", "ml"),
-        ),  # type: ignore[arg-type]
-        (f"{P}/v1beta2/nodes/gpu-1/m", MetricPath("v1beta2", "nodes", "gpu-1", "m")),  # type: ignore[arg-type]
+            MetricPath("v1beta1", "deployments.apps", "web", M, ML),
+        ),
+        (f"{P}/v1beta2/nodes/gpu-1/m", MetricPath("v1beta2", "nodes", "gpu-1", M)),
         (
             f"{P}/v1beta2/namespaces/ml/metrics/m",
-            MetricPath("v1beta2", "namespaces", "ml", "m", "ml", namespace_metric=True),
-        ),  # type: ignore[arg-type]
+            MetricPath("v1beta2", "namespaces", "ml", M, ML, namespace_metric=True),
+        ),
         (
             f"{P}/v1beta2/namespaces/ml/pods/*/vllm:num_requests_waiting",
-            MetricPath("v1beta2", "pods", "*", "vllm:num_requests_waiting", "ml"),
-        ),  # type: ignore[arg-type]
+            MetricPath("v1beta2", "pods", "*", MetricName("vllm:num_requests_waiting"), ML),
+        ),
     ],
 )
 def test_shapes(path: str, expected: MetricPath | None) -> None:
@@ -60,7 +62,9 @@ def test_valid_components_round_trip_through_percent_encoding(
     ns: str, name: str, metric: str, version: str
 ) -> None:
     path = f"{P}/{version}/namespaces/{ns}/pods/{quote(name, safe='')}/{quote(metric, safe='')}"
-    assert parse_metric_path(path) == MetricPath(version, "pods", name, metric, ns)  # type: ignore[arg-type]
+    assert parse_metric_path(path) == MetricPath(
+        version, "pods", name, MetricName(metric), Namespace(ns)
+    )
 
 
 @settings(max_examples=500)

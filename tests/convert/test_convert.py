@@ -13,7 +13,7 @@ from adapter.convert import Untranslatable, convert
 from adapter.rulesfile import ConfigError
 from adapter.sources.prometheus.catalogue import queries_of as prometheus_queries
 
-HERE = Path(__file__).parent / "convert"
+HERE = Path(__file__).parent
 
 # What a Prometheus holding cAdvisor and some application series lists for the
 # default config's discovery queries (the adapter asks /api/v1/series once).

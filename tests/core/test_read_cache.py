@@ -24,15 +24,17 @@ from adapter.core.catalogue import Catalogue
 from adapter.core.errors import NotFound
 from adapter.core.model import PODS, MetricName, MetricValue, Namespace, ObjectRef, Sample
 from adapter.core.readcache import Answer, Expiries, ReadCache, State
-from adapter.core.request import parse_metric_path
+from adapter.core.request import MetricPath, parse_metric_path
 from adapter.core.resolver import Resolver
-from adapter.core.selectors import EVERYTHING, parse_selector
+from adapter.core.selectors import EVERYTHING, Selector, parse_selector
 from adapter.kube.podindex import PodIndex
 from adapter.rulesfile import build_catalogue
 from adapter.sources.prometheus.catalogue import rules_of as prometheus_rules
 from adapter.sources.prometheus.source import PrometheusSource
 from adapter.sources.prometheus.transport import PromSample
-from tests.sources.prometheus.helpers import FakeClock, FakePrometheusAPI, bucket_rows, gauge_rows
+from tests.fakes.clock import FakeClock
+from tests.fakes.prometheus_api import FakePrometheusAPI
+from tests.sources.prometheus.helpers import bucket_rows, gauge_rows
 
 NAMESPACES = ("ml", "batch")
 NAMES = ("web-h1-a", "web-h1-b", "web-h2-c", "db-0", "db-1")
@@ -195,11 +197,17 @@ class World:
         self.cached_computes: list[object] = []
         compute = self.cached.compute
 
-        async def counted(*args: Any) -> Answer:
+        async def counted(
+            catalogue: Catalogue,
+            path: MetricPath,
+            label_selector: Selector,
+            metric_selector: Selector,
+        ) -> Answer:
+            args = (catalogue, path, label_selector, metric_selector)
             self.cached_computes.append(args)
             return await compute(*args)
 
-        self.cached.compute = counted  # type: ignore[method-assign]
+        self.cached.compute = counted  # type: ignore[method-assign]  # counts the calls it passes on
         self.plain = Resolver(
             lambda: self.catalogue,
             self.pods,

@@ -28,7 +28,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def gpu(path: Path | None, presets: tuple[str, ...] | None = None) -> MetricSpec:
-    spec = catalogue_holder(path, presets)().metrics[GPU]  # type: ignore[index]
+    spec = catalogue_holder(path, presets)().metrics[GPU]
     assert isinstance(spec, MetricSpec)
     return spec
 
@@ -41,7 +41,7 @@ def errors(path: Path | None, presets: tuple[str, ...] | None = None) -> list[st
 
 def test_the_preset_switches_the_builtin_to_dcgm_exporter(tmp_path: Path) -> None:
     catalogue = catalogue_holder(write(tmp_path, "presets: [vllm, dcgm-exporter]\n"))()
-    spec = catalogue.metrics[GPU]  # type: ignore[index]
+    spec = catalogue.metrics[GPU]
     assert spec.source == "prometheus"
     assert spec.resources == (PODS, DEPLOYMENTS, STATEFULSETS)  # no nodes: per GPU and pod
     assert spec.unit == "percent"
@@ -126,7 +126,7 @@ def test_an_explicit_entry_without_the_preset(tmp_path: Path) -> None:
         "    prometheus: {families: [dcgm-exporter], selector: 'job=\"dcgm\"'}\n",
     )
     catalogue = catalogue_holder(path)()
-    spec = catalogue.metrics[GPU]  # type: ignore[index]
+    spec = catalogue.metrics[GPU]
     assert spec.source == "prometheus"
     assert spec.unit == "percent"
     ((_, query),) = prometheus_queries(catalogue)[GPU]
