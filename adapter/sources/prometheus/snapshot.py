@@ -37,7 +37,7 @@ from adapter.sources.prometheus.rules import (
     HistogramRule,
     PrometheusRule,
 )
-from adapter.sources.prometheus.transport import PromSample
+from adapter.sources.prometheus.transport import Columns, PromSample
 
 PodKey = tuple[Namespace, PodName]
 
@@ -203,11 +203,35 @@ def _converted(sample: Sample, series: Series, family: str) -> Sample:
 
 
 def _pod_key(rule: PrometheusRule, labels: Mapping[str, str]) -> PodKey | None:
-    namespace = labels.get(rule.labels.namespace, "")
-    pod = labels.get(rule.labels.pod, "")
+    return _key_of(labels.get(rule.labels.namespace, ""), labels.get(rule.labels.pod, ""))
+
+
+def _key_of(namespace: str, pod: str) -> PodKey | None:
     if not namespace or not pod:
         return None
     return (Namespace(intern(namespace)), PodName(pod))
+
+
+def _rows(
+    rule: PrometheusRule, vector: Sequence[PromSample]
+) -> Iterable[tuple[str, str, str, float, float]]:
+    """Per series of a bucket query: namespace, pod, ``le`` ("" when absent), time, value.
+
+    A :class:`Columns` answer is read column-wise, without a PromSample per series.
+    """
+    namespace, pod = rule.labels.namespace, rule.labels.pod
+    if isinstance(vector, Columns):
+        return vector.rows((namespace, pod, "le"))
+    return (
+        (
+            row.labels.get(namespace, ""),
+            row.labels.get(pod, ""),
+            row.labels.get("le", ""),
+            row.timestamp,
+            row.value,
+        )
+        for row in vector
+    )
 
 
 def _finite(value: float) -> bool:
@@ -228,21 +252,31 @@ def _histogram_pods(
     fresh_until: float,
 ) -> tuple[dict[PodKey, PodValue], Counter[str]]:
     dropped: Counter[str] = Counter()
-    grouped: dict[PodKey, list[Bucket]] = {}
+    # Per pod its bounds and rates as packed floats: no object per series.
+    grouped: dict[PodKey, tuple[array[float], array[float]]] = {}
     times: dict[PodKey, float] = {}
-    for row in vector:
-        key = _pod_key(rule, row.labels)
-        upper = histogram.parse_le(row.labels.get("le", ""))
+    keys: dict[tuple[str, str], PodKey] = {}
+    for namespace, pod, le, timestamp, value in _rows(rule, vector):
+        key = keys.get((namespace, pod))
+        if key is None:
+            key = _key_of(namespace, pod)
+            if key is not None:
+                keys[(namespace, pod)] = key
+        upper = histogram.parse_le(le)
         if key is None or upper is None:
             dropped["unattributed" if key is None else "bad_le"] += 1
             continue
-        grouped.setdefault(key, []).append((upper, row.value))
-        times[key] = row.timestamp
+        group = grouped.get(key)
+        if group is None:
+            group = grouped[key] = (array("d"), array("d"))
+        group[0].append(upper)
+        group[1].append(value)
+        times[key] = timestamp
     pods: dict[PodKey, PodValue] = {}
     shared_bounds: dict[tuple[float, ...], tuple[float, ...]] = {}
     shared_times: dict[float, float] = {}  # one float object per distinct time, not per pod
-    for key, raw in grouped.items():
-        buckets = histogram.coalesce(raw)
+    for key, (uppers, rates) in grouped.items():
+        buckets = histogram.coalesce(zip(uppers, rates, strict=True))
         value = histogram.quantile_of_coalesced(quantile, buckets)
         bounds = tuple(upper for upper, _ in buckets)
         bounds = shared_bounds.setdefault(bounds, bounds)
