@@ -213,20 +213,20 @@ def _key_of(namespace: str, pod: str) -> PodKey | None:
 
 
 def _rows(
-    rule: PrometheusRule, vector: Sequence[PromSample]
+    rule: PrometheusRule, vector: Sequence[PromSample], label: str
 ) -> Iterable[tuple[str, str, str, float, float]]:
-    """Per series of a bucket query: namespace, pod, ``le`` ("" when absent), time, value.
+    """Per series: its namespace, pod and ``label`` ("" when absent), time and value.
 
     A :class:`Columns` answer is read column-wise, without a PromSample per series.
     """
     namespace, pod = rule.labels.namespace, rule.labels.pod
     if isinstance(vector, Columns):
-        return vector.rows((namespace, pod, "le"))
+        return vector.rows((namespace, pod, label))
     return (
         (
             row.labels.get(namespace, ""),
             row.labels.get(pod, ""),
-            row.labels.get("le", ""),
+            row.labels.get(label, ""),
             row.timestamp,
             row.value,
         )
@@ -256,7 +256,7 @@ def _histogram_pods(
     grouped: dict[PodKey, tuple[array[float], array[float]]] = {}
     times: dict[PodKey, float] = {}
     keys: dict[tuple[str, str], PodKey] = {}
-    for namespace, pod, le, timestamp, value in _rows(rule, vector):
+    for namespace, pod, le, timestamp, value in _rows(rule, vector, "le"):
         key = keys.get((namespace, pod))
         if key is None:
             key = _key_of(namespace, pod)
@@ -301,31 +301,31 @@ def _gauge_pods(
     rule: PrometheusRule, vector: Sequence[PromSample], fresh_until: float, staleness: float
 ) -> tuple[dict[PodKey, PodValue], Counter[str]]:
     dropped: Counter[str] = Counter()
-    values: dict[PodKey, PromSample] = {}
-    stamps: dict[PodKey, PromSample] = {}
-    for sample in vector:
-        key = _pod_key(rule, sample.labels)
-        part = sample.labels.get(promql.PART_LABEL)
+    values: dict[PodKey, float] = {}
+    stamps: dict[PodKey, tuple[float, float]] = {}  # (evaluated at, the sample's time)
+    for namespace, pod, part, at, value in _rows(rule, vector, promql.PART_LABEL):
+        key = _key_of(namespace, pod)
         if key is None:
             dropped["unattributed"] += 1
         elif part == promql.PART_VALUE:
-            values[key] = sample
+            values[key] = value
         elif part == promql.PART_TIMESTAMP:
-            stamps[key] = sample
+            stamps[key] = (at, value)
     pods: dict[PodKey, PodValue] = {}
-    for key, row in values.items():
+    for key, value in values.items():
         stamp = stamps.get(key)
-        if stamp is None or not _finite(stamp.value):
+        if stamp is None or not _finite(stamp[1]):
             dropped["no_timestamp"] += 1
-        elif not _finite(row.value):
-            dropped["nan" if math.isnan(row.value) else "inf"] += 1
+        elif not _finite(value):
+            dropped["nan" if math.isnan(value) else "inf"] += 1
         else:
+            evaluated, sampled = stamp
             # Age on Prometheus' clock at evaluation; the rest is counted on ours.
-            until = fresh_until - max(0.0, stamp.timestamp - stamp.value)
+            until = fresh_until - max(0.0, evaluated - sampled)
             if until < fresh_until - staleness:
                 dropped["stale"] += 1
                 continue
-            pods[key] = PodValue(Sample(row.value, stamp.value), stamp.value, until)
+            pods[key] = PodValue(Sample(value, sampled), sampled, until)
     return pods, dropped
 
 

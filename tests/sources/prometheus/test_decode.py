@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from adapter.sources.prometheus import snapshot
 from adapter.sources.prometheus.transport import Columns, PromSample, _vector, decode
 
-from .helpers import latency_rule
+from .helpers import latency_rule, queue_rule
 
 PREFIX = '{"status":"success","data":{"resultType":"vector","result":['
 
@@ -238,6 +238,42 @@ def test_a_histogram_snapshot_built_from_columns_equals_the_one_from_samples(
     columns = decode(body)
     assume(isinstance(columns, Columns))
     rule = latency_rule()
+    built = snapshot.build(rule, _vector(columns), 1000.0, 45.0)
+    reference = snapshot.build(rule, generic(body), 1000.0, 45.0)
+    assert repr(sorted(built.pods.items())) == repr(sorted(reference.pods.items()))
+    assert built.dropped == reference.dropped
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ml", ""]),
+            st.sampled_from(["a", "b", ""]),
+            st.sampled_from(["value", "timestamp", "other"]),
+            st.one_of(
+                st.floats(min_value=0, max_value=2000), st.sampled_from([math.nan, math.inf])
+            ),
+            st.sampled_from([1000.0, 990.0]),
+        ),
+        max_size=20,
+    )
+)
+def test_a_gauge_snapshot_built_from_columns_equals_the_one_from_samples(
+    series: list[tuple[str, str, str, float, float]],
+) -> None:
+    """Value and timestamp parts, missing parts, NaN and Inf, stale and unattributed pods."""
+    rows = [
+        {
+            "metric": {"adapter_part": part, "namespace": namespace, "pod": pod},
+            "value": [at, "NaN" if math.isnan(value) else repr(value).replace("inf", "+Inf")],
+        }
+        for namespace, pod, part, value, at in series
+    ]
+    body = body_of(rows)
+    columns = decode(body)
+    assume(isinstance(columns, Columns))
+    rule = queue_rule()
     built = snapshot.build(rule, _vector(columns), 1000.0, 45.0)
     reference = snapshot.build(rule, generic(body), 1000.0, 45.0)
     assert repr(sorted(built.pods.items())) == repr(sorted(reference.pods.items()))
