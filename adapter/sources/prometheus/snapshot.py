@@ -130,10 +130,7 @@ def build_families(
     pods: dict[PodKey, PodValue] = {}
     dropped: Counter[str] = Counter()
     for family, vector in zip(rule.families, vectors, strict=True):
-        by_series: dict[int, list[PromSample]] = {}
-        for row in vector:
-            tag = row.labels.get(families.SERIES_LABEL, "0")
-            by_series.setdefault(int(tag) if tag.isdigit() else 0, []).append(row)
+        by_series = _by_series(vector)
         own: dict[PodKey, PodValue] = {}
         for index in sorted(by_series):
             if index >= len(family.series):
@@ -151,8 +148,8 @@ def build_families(
                 own.setdefault(key, value)
         # A pod whose series exist but give no value (NaN, stale) still belongs to this
         # family: its value is omitted, never taken from a later family.
-        for row in vector:
-            present = _pod_key(rule, row.labels)
+        for namespace, pod, *_ in _rows(rule, vector, families.SERIES_LABEL):
+            present = _key_of(namespace, pod)
             if present is not None and present not in own:
                 own[present] = PodValue(
                     None, fetched_at, fetched_at + staleness, family=family.name
@@ -163,6 +160,22 @@ def build_families(
             else:
                 pods[key] = value
     return RuleSnapshot(rule, fetched_at, pods, dict(+dropped))
+
+
+def _series_index(tag: str | None) -> int:
+    """The renamed series a family answer's row belongs to (``SERIES_LABEL``, 0 without)."""
+    tag = "0" if tag is None else tag
+    return int(tag) if tag.isdigit() else 0
+
+
+def _by_series(vector: Sequence[PromSample]) -> Mapping[int, Sequence[PromSample]]:
+    """A family answer's rows by series index, each in the answer's order."""
+    if isinstance(vector, Columns):
+        return vector.split(families.SERIES_LABEL, _series_index)
+    by_series: dict[int, list[PromSample]] = {}
+    for row in vector:
+        by_series.setdefault(_series_index(row.labels.get(families.SERIES_LABEL)), []).append(row)
+    return by_series
 
 
 def _family_part(

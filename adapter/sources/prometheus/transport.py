@@ -36,12 +36,12 @@ import os
 import re
 import threading
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain
-from typing import Any, Final, Protocol, overload
+from typing import Any, Final, Protocol, TypeVar, overload
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K")
 
 _HTTP_STATUS = re.compile(r"HTTP Status Code (\d{3})")
 
@@ -313,6 +315,31 @@ class Columns(Sequence[PromSample]):
         columns = zip(self._names, self._labels, strict=True)
         labels = {name: strings[column[index]] for name, column in columns}
         return PromSample(labels, self._timestamps[index], _float(self._values[index]))
+
+    def split(self, label: str, key: Callable[[str | None], K]) -> dict[K, Columns]:
+        """The series grouped by ``key`` of their ``label`` (None when they have none),
+        each group in the answer's order, groups in order of first appearance."""
+        if label not in self._names:
+            return {key(None): self} if len(self) else {}
+        column = self._labels[self._names.index(label)]
+        keys = [key(text) for text in self._strings]  # per distinct string, not per series
+        groups: dict[K, array[int]] = {}
+        for row, text in enumerate(column):
+            found = keys[text]
+            group = groups.get(found)
+            if group is None:
+                group = groups[found] = array("I")
+            group.append(row)
+        return {found: self._take(rows) for found, rows in groups.items()}
+
+    def _take(self, rows: array[int]) -> Columns:
+        def take(values: array[Any]) -> array[Any]:
+            return array(values.typecode, map(values.__getitem__, rows))
+
+        labels = tuple(take(column) for column in self._labels)
+        return Columns(
+            self._names, labels, self._strings, take(self._timestamps), take(self._values)
+        )
 
     def rows(self, names: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """Per series: the values of ``names`` ("" for a label it does not have), then

@@ -17,10 +17,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from adapter.core.catalogue import Aggregation
 from adapter.sources.prometheus import snapshot
+from adapter.sources.prometheus.rules import FamilyRule, PromLabels, parse_rule
 from adapter.sources.prometheus.transport import Columns, PromSample, _vector, decode
 
-from .helpers import latency_rule, queue_rule
+from .helpers import latency_rule, queue_rule, spec
 
 PREFIX = '{"status":"success","data":{"resultType":"vector","result":['
 
@@ -276,5 +278,54 @@ def test_a_gauge_snapshot_built_from_columns_equals_the_one_from_samples(
     rule = queue_rule()
     built = snapshot.build(rule, _vector(columns), 1000.0, 45.0)
     reference = snapshot.build(rule, generic(body), 1000.0, 45.0)
+    assert repr(sorted(built.pods.items())) == repr(sorted(reference.pods.items()))
+    assert built.dropped == reference.dropped
+
+
+def family_rule(metric: str, aggregate: Aggregation) -> FamilyRule:
+    parsed = parse_rule(spec(metric, {"families": "all"}, aggregate), PromLabels())
+    assert isinstance(parsed, FamilyRule)
+    return parsed
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_a_family_snapshot_built_from_columns_equals_the_one_from_samples(
+    data: st.DataObject,
+) -> None:
+    """Every family's answer with series tags (absent, known, unknown, not a number),
+    buckets or gauge parts, NaN, missing and unattributed rows."""
+    latency = data.draw(st.booleans())
+    rule = (
+        family_rule("inference_latency_p95", Aggregation.HISTOGRAM)
+        if latency
+        else family_rule("inference_queue_depth", Aggregation.SUM)
+    )
+    part = (
+        ("le", BUCKET_LES) if latency else ("adapter_part", st.sampled_from(["value", "timestamp"]))
+    )
+    tagged = st.sampled_from([None, "0", "1", "2", "9", "x"])
+    bodies = []
+    for _ in rule.families:
+        tag = data.draw(tagged)
+        rows = []
+        for _ in range(data.draw(st.integers(min_value=0, max_value=10))):
+            labels = {
+                part[0]: data.draw(part[1]),
+                "namespace": data.draw(st.sampled_from(["ml", ""])),
+                "pod": data.draw(st.sampled_from(["a", "b", "c"])),
+            }
+            row_tag = data.draw(st.sampled_from([tag, tag, "1"]))
+            if row_tag is not None:
+                labels["adapter_series"] = row_tag
+            value = data.draw(COUNTS)
+            text = "NaN" if math.isnan(value) else repr(value).replace("inf", "+Inf")
+            rows.append({"metric": dict(sorted(labels.items())), "value": [1000.0, text]})
+        bodies.append(body_of(rows))
+    vectors = [decode(body) for body in bodies]
+    assume(any(isinstance(vector, Columns) and len(vector) for vector in vectors))
+    references = [generic(body) for body in bodies]
+    built = snapshot.build_families(rule, [_vector(v) for v in vectors], 1000.0, 45.0)
+    reference = snapshot.build_families(rule, references, 1000.0, 45.0)
     assert repr(sorted(built.pods.items())) == repr(sorted(reference.pods.items()))
     assert built.dropped == reference.dropped
