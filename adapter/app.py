@@ -36,6 +36,7 @@ from adapter.api.connections import (
     GuardedSite,
     connection_marks,
     limit_tls_read_buffer,
+    trim_memory,
 )
 from adapter.api.logs import edge_logger
 from adapter.api.state import (
@@ -357,6 +358,7 @@ def _prometheus_source(
         registry=registry,
         selector_api=PrometheusClient(selector_options),
         selector_concurrency=prom.selector_concurrency,
+        after_refresh=trim_memory,  # a refresh frees the previous snapshots and its answers
     )
     holder.listeners.append(lambda catalogue: source.update_rules(prometheus_rules(catalogue)))
     return source

@@ -64,6 +64,13 @@ def _malloc_trim() -> Callable[[], object] | None:
 _TRIM = _malloc_trim()
 
 
+def trim_memory() -> None:
+    """Hand the heap's free memory back to the system (glibc's ``malloc_trim``; a no-op
+    elsewhere). Python's allocator frees what it can; glibc keeps it unless told."""
+    if _TRIM is not None:
+        _TRIM()
+
+
 def limit_tls_read_buffer(size: int = TLS_READ_BUFFER) -> None:
     """Make asyncio allocate ``size`` bytes, not 256 KiB, per TLS connection for reads.
 
@@ -201,8 +208,7 @@ class ConnectionGuard:
         """Give the heap freed by closed connections back to the system."""
         self._trim_handle = None
         self._high = len(self._conns)
-        if _TRIM is not None:
-            _TRIM()
+        trim_memory()
 
     def close_all(self) -> None:
         for key in list(self._conns):
