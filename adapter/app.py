@@ -342,6 +342,7 @@ def _prometheus_source(
         headers=dict(prom.headers),
         timeout=prom.timeout,
         insecure_skip_verify=prom.insecure_skip_verify,
+        compression=prom.compression,
     )
     # metricLabelSelector queries get their own threads and a short deadline: a hung
     # Prometheus cannot make them wait behind the refresh, nor the refresh behind them.

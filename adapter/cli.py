@@ -190,6 +190,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     g.add_argument("--prometheus-timeout", type=_duration, default=PrometheusSettings.timeout)
     g.add_argument("--prometheus-insecure-skip-verify", action="store_true")
+    g.add_argument("--prometheus-compression", action="store_true")
     g.add_argument(
         "--prometheus-refresh-interval", type=_duration, default=PrometheusSettings.refresh_interval
     )
@@ -354,6 +355,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             headers=tuple(args.prometheus_header),
             timeout=args.prometheus_timeout,
             insecure_skip_verify=args.prometheus_insecure_skip_verify,
+            compression=args.prometheus_compression,
             refresh_interval=args.prometheus_refresh_interval,
             stale_after=args.prometheus_stale_after,
             selector_timeout=args.prometheus_selector_timeout,

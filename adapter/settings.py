@@ -66,6 +66,8 @@ class PrometheusSettings:
     """Seconds per query (a deadline: no retries)."""
     insecure_skip_verify: bool = False
     """Skip server certificate verification (never in production)."""
+    compression: bool = False
+    """Ask for gzip-compressed answers (for a Prometheus across a slow link)."""
     refresh_interval: float = 15.0
     """Seconds between snapshots: one query per rule per interval."""
     stale_after: float | None = None

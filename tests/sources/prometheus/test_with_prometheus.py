@@ -175,6 +175,11 @@ async def test_prometheus_answers_are_read_by_column(
         body = response.content
         assert isinstance(decode(body), Columns)
         assert list(_vector(decode(body))) == list(_vector(json.loads(body)["data"]["result"]))
+    compressed = PrometheusClient(TransportOptions(url=prom.url, timeout=5, compression=True))
+    try:  # a gzip-compressed answer decodes the same
+        assert isinstance(await compressed.query(queue_rule().query()), Columns)  # type: ignore[union-attr]
+    finally:
+        compressed.close()
 
 
 async def test_queue_depth_exact_with_sample_timestamps(client: PrometheusClient) -> None:
