@@ -349,7 +349,8 @@ class Columns(Sequence[PromSample]):
 
     def rows(self, names: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """Per series: the values of ``names`` ("" for a label it does not have), then
-        its timestamp and value (NaN as ``math.nan``), in the answer's order."""
+        its timestamp and value, in the answer's order. A NaN value is a NaN, not
+        necessarily ``math.nan`` itself (indexing gives that)."""
         strings = self._strings
         missing = [""] * len(self)
         columns = [
@@ -358,7 +359,7 @@ class Columns(Sequence[PromSample]):
             else missing
             for name in names
         ]
-        return zip(*columns, self._timestamps, map(_float, self._values), strict=True)
+        return zip(*columns, self._timestamps, self._values, strict=True)
 
 
 _PREFIX: Final = b'{"status":"success","data":{"resultType":"vector","result":['
