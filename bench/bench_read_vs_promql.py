@@ -229,15 +229,17 @@ Walls = dict[str, tuple[float, float, float, float, float]]
 async def refresh_walls(url: str) -> Walls:
     """Each rule's refresh on its own, median of 3 runs, seconds: the whole refresh,
     and its parts (the queries with decoding; the snapshot build); then the same two
-    parts the way the transport decoded answers before (``custom_query``'s
+    parts the way the transport did before (gzip-compressed answers, ``custom_query``'s
     ``json``, a PromSample per series), alternating with the current path. A
     server-family rule sends one query per family, concurrently."""
     catalogue = build_catalogue({}, "<bench>", {})
     client = PrometheusClient(TransportOptions(url=url, timeout=60))
+    # Before: gzip-compressed answers (requests' default), decoded by custom_query's json.
+    before = PrometheusClient(TransportOptions(url=url, timeout=60, compression=True))
     loop = asyncio.get_running_loop()
 
     async def old_query(expr: str) -> Any:
-        result = await loop.run_in_executor(None, client._connect.custom_query, expr)
+        result = await loop.run_in_executor(None, before._connect.custom_query, expr)
         return transport._vector(result)
 
     walls = {}
@@ -271,6 +273,7 @@ async def refresh_walls(url: str) -> Walls:
             *(statistics.median(parts) for parts in (queries, builds, old_queries, old_builds)),
         )  # type: ignore[assignment]
     client.close()
+    before.close()
     return walls
 
 

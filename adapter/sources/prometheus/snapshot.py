@@ -23,6 +23,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from sys import intern
 from typing import Final
 
@@ -148,7 +149,8 @@ def build_families(
                 own.setdefault(key, value)
         # A pod whose series exist but give no value (NaN, stale) still belongs to this
         # family: its value is omitted, never taken from a later family.
-        for namespace, pod, *_ in _rows(rule, vector, families.SERIES_LABEL):
+        pairs = map(_PAIR, _rows(rule, vector, families.SERIES_LABEL))
+        for namespace, pod in dict.fromkeys(pairs):  # each pod once, in the answer's order
             present = _key_of(namespace, pod)
             if present is not None and present not in own:
                 own[present] = PodValue(
@@ -160,6 +162,10 @@ def build_families(
             else:
                 pods[key] = value
     return RuleSnapshot(rule, fetched_at, pods, dict(+dropped))
+
+
+_PAIR: Final = itemgetter(0, 1)
+"""(namespace, pod) of a :func:`_rows` row."""
 
 
 def _series_index(tag: str | None) -> int:
@@ -265,35 +271,38 @@ def _histogram_pods(
     fresh_until: float,
 ) -> tuple[dict[PodKey, PodValue], Counter[str]]:
     dropped: Counter[str] = Counter()
-    # Per pod its bounds and rates as packed floats: no object per series.
-    grouped: dict[PodKey, tuple[array[float], array[float]]] = {}
-    times: dict[PodKey, float] = {}
-    keys: dict[tuple[str, str], PodKey] = {}
+    # Per (namespace, pod) its bounds and rates as packed floats: no object per series.
+    grouped: dict[tuple[str, str], tuple[array[float], array[float]]] = {}
+    times: dict[tuple[str, str], float] = {}  # the last series' time, per pod
+    les: dict[str, float | None] = {}  # a fleet has a few dozen distinct le values
     for namespace, pod, le, timestamp, value in _rows(rule, vector, "le"):
-        key = keys.get((namespace, pod))
-        if key is None:
-            key = _key_of(namespace, pod)
-            if key is not None:
-                keys[(namespace, pod)] = key
-        upper = histogram.parse_le(le)
-        if key is None or upper is None:
-            dropped["unattributed" if key is None else "bad_le"] += 1
+        if not namespace or not pod:
+            dropped["unattributed"] += 1
             continue
-        group = grouped.get(key)
+        if le in les:
+            upper = les[le]
+        else:
+            upper = les[le] = histogram.parse_le(le)
+        if upper is None:
+            dropped["bad_le"] += 1
+            continue
+        pair = (namespace, pod)
+        group = grouped.get(pair)
         if group is None:
-            group = grouped[key] = (array("d"), array("d"))
+            group = grouped[pair] = (array("d"), array("d"))
         group[0].append(upper)
         group[1].append(value)
-        times[key] = timestamp
+        times[pair] = timestamp
     pods: dict[PodKey, PodValue] = {}
     shared_bounds: dict[tuple[float, ...], tuple[float, ...]] = {}
     shared_times: dict[float, float] = {}  # one float object per distinct time, not per pod
-    for key, (uppers, rates) in grouped.items():
+    for (namespace, pod), (uppers, rates) in grouped.items():
+        key = (Namespace(intern(namespace)), PodName(pod))
         buckets = histogram.coalesce(zip(uppers, rates, strict=True))
         value = histogram.quantile_of_coalesced(quantile, buckets)
         bounds = tuple(upper for upper, _ in buckets)
         bounds = shared_bounds.setdefault(bounds, bounds)
-        at = shared_times.setdefault(times[key], times[key])
+        at = shared_times.setdefault(times[namespace, pod], times[namespace, pod])
         sample: Sample | None = None
         if _finite(value):
             sample = Sample(value, at, window_seconds)
