@@ -17,7 +17,8 @@ second). Measured, each as a median over alternating runs on the same machine:
   the same values on the same Prometheus (HTTP, keep-alive): the ratio;
 - each metric's refresh wall time (one query, JSON decoding, snapshot build),
   timed in this process with the adapter's own PrometheusSource, one rule at a time;
-- the adapter's RSS (VmRSS, and the peak VmHWM) once every namespace was read,
+- the adapter's RSS (VmRSS sampled every 0.5 s over 17 s, more than one refresh
+  interval; and the peak VmHWM) once every namespace was read,
   and with ``--baseline-src`` that of a `serve` run from another tree, side by side;
 - with ``--replicas 2``: both replicas read in turn, bodies compared byte for byte.
 
@@ -351,11 +352,18 @@ def run_layout(layout: str, replicas: int, runs: int, baseline: Path | None = No
                 f" decoded as before: {old_query * 1000:.0f} + {old_build * 1000:.0f} ms)"
             )
             print(f"  refresh wall {metric}: {wall * 1000:.0f} ms{parts}")
-        for i, adapter in enumerate(adapters):
-            rss, hwm = adapter.rss_mib()
+        # RSS over one refresh interval and more (the answer in flight counts while it lasts).
+        samples: list[list[float]] = [[] for _ in adapters]
+        for _ in range(34):
+            for adapter, seen in zip(adapters, samples, strict=True):
+                seen.append(adapter.rss_mib()[0])
+            time.sleep(0.5)
+        for i, (adapter, seen) in enumerate(zip(adapters, samples, strict=True)):
+            hwm = adapter.rss_mib()[1]
             print(
-                f"  replica {i} ({adapter.src}) RSS {rss:.0f} MiB (peak {hwm:.0f} MiB),"
-                " every value served"
+                f"  replica {i} ({adapter.src}) RSS over 17 s: min {min(seen):.0f},"
+                f" median {statistics.median(seen):.0f}, max {max(seen):.0f} MiB"
+                f" (peak ever {hwm:.0f} MiB), every value served"
             )
         if replicas > 1:
             compare_replicas(adapters[:replicas], path)
