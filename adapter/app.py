@@ -37,6 +37,7 @@ from adapter.api.connections import (
     connection_marks,
     limit_tls_read_buffer,
     trim_memory,
+    tune_malloc,
 )
 from adapter.api.logs import edge_logger
 from adapter.api.state import (
@@ -534,6 +535,7 @@ async def serve(settings: Settings, started: Callable[[int], None] | None = None
         app = build_app(parts)
         limit_tls_read_buffer()
         tune_gc()
+        tune_malloc()
         await run_until_signalled(
             app,
             ssl_context=tls.context,
