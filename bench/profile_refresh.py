@@ -12,8 +12,10 @@ then, for the largest answer of the built-in metrics (the latency histogram's
   (how the transport decoded before);
 - the snapshot build from each;
 
-then a cProfile of one whole refresh of every built-in rule (top functions by
-own time). Loopback only; every wait has a deadline.
+then a cProfile of what one refresh of every built-in rule does (each query,
+decoding and build, one after the other on this thread: the transport decodes in
+worker threads, which cProfile does not see), top functions by own time.
+Loopback only; every wait has a deadline.
 """
 
 from __future__ import annotations

@@ -416,14 +416,14 @@ def _columns(body: bytes) -> Columns | None:
             return None
         # Together with the separators, the series must cover the chunk exactly
         # (findall gives each series' groups: at least the time and the value).
-        text = len(b"".join(chain.from_iterable(found)))
-        covered = text + fixed * len(found) + len(found) - 1
+        groups = len(b"".join(chain.from_iterable(found)))
+        covered = groups + fixed * len(found) + len(found) - 1
         if covered != stop - position:
             return None
         columns = list(zip(*found, strict=True))
         for column, out in zip(columns, labels, strict=False):
-            for text in dict.fromkeys(column):  # each distinct value once, in order
-                table.setdefault(text, len(table))
+            for distinct in dict.fromkeys(column):  # each distinct value once, in order
+                table.setdefault(distinct, len(table))
             out.extend(map(table.__getitem__, column))
         try:
             timestamps.extend(map(float, columns[-2]))
