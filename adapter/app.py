@@ -33,6 +33,8 @@ from adapter.api.connections import (
     GuardedSite,
     connection_marks,
     limit_tls_read_buffer,
+    trim_memory,
+    tune_malloc,
 )
 from adapter.api.logs import edge_logger
 from adapter.api.middleware import (
@@ -250,7 +252,10 @@ def _prometheus_source(
             )
         return None
     source = PrometheusSource.from_settings(
-        settings.prometheus, prom_catalogue.rules_of(holder()), registry=registry
+        settings.prometheus,
+        prom_catalogue.rules_of(holder()),
+        registry=registry,
+        after_refresh=trim_memory,  # a refresh frees the previous snapshots and its answers
     )
     stack.callback(source.close)
     holder.listeners.append(
@@ -462,6 +467,7 @@ async def _serve(settings: Settings, started: Callable[[int], None] | None) -> i
         app = build_app(parts)
         limit_tls_read_buffer()
         tune_gc()
+        tune_malloc()
         await run_until_signalled(
             app,
             ssl_context=tls.context,

@@ -143,6 +143,10 @@ class PrometheusSettings:
     insecure_skip_verify: bool = False
     """--prometheus-insecure-skip-verify: skip server certificate verification (never in
     production)."""
+    compression: bool = False
+    """--prometheus-compression: ask for gzip-compressed answers (for a Prometheus across a
+    slow link; off by default: compressing a large answer costs Prometheus more time than a
+    cluster network takes to carry it)."""
     refresh_interval: float = 15.0
     """--prometheus-refresh-interval: time between snapshots: one query per rule per
     interval."""

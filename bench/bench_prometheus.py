@@ -8,8 +8,12 @@
     same Prometheus (scraping the simulated fleet every second): time and ratio.
 (b) PromQL queries per minute with 1, 100 and 1,000 simulated HPAs polling
     every 15 s (simulated minute on a fake clock, real backend calls counted).
-(c) One refresh with 10,000 pods (a fake PrometheusAPI parsing a real-format
-    JSON answer of 10,000 pods' buckets): time and peak RSS.
+(c) One refresh with 10,000 pods (a fake PrometheusAPI decoding a real-format
+    JSON answer of 10,000 pods' buckets, byte for byte as Prometheus writes it):
+    time and peak RSS, each decoder in a process of its own, one after the other:
+    ``transport.decode`` (column-wise, what the transport does) and ``json``
+    (how the transport decoded answers before: ``json.loads``, a PromSample per
+    series). ``--decoder`` runs only one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import gc
 import json
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -52,7 +57,7 @@ from adapter.sources.prometheus import (
     TransportOptions,
     parse_rule,
 )
-from adapter.sources.prometheus.transport import PrometheusAPI, _vector
+from adapter.sources.prometheus.transport import PrometheusAPI, _vector, decode
 from tests.support.prometheus_server import PrometheusServer
 
 LATENCY = MetricName("inference_latency_p95")
@@ -159,7 +164,7 @@ async def part_a_b(prom: PrometheusServer) -> None:
     client.close()
 
 
-def part_c(pods: int = 10_000) -> None:
+def part_c(decoder: str, pods: int = 10_000) -> None:
     les = [*(repr(b) for b in BUCKETS), "+Inf"]
     now = time.time()
     bucket_rows = [
@@ -178,13 +183,22 @@ def part_c(pods: int = 10_000) -> None:
         for i in range(pods)
         for part, value in (("value", "3"), ("timestamp", repr(now - 1)))
     ]
-    bodies = {"bucket": json.dumps(bucket_rows), "gauge": json.dumps(gauge_rows)}
+    bodies = {
+        name: json.dumps(
+            {"status": "success", "data": {"resultType": "vector", "result": rows}},
+            separators=(",", ":"),  # Prometheus' own layout
+        ).encode()
+        for name, rows in (("bucket", bucket_rows), ("gauge", gauge_rows))
+    }
     del bucket_rows, gauge_rows
 
     class FakeAPI:
         async def query(self, expr: str, *, at: float | None = None) -> Sequence[PromSample]:
-            # What the transport does with an HTTP answer: decode JSON, parse the vector.
-            return _vector(json.loads(bodies["bucket" if "_bucket" in expr else "gauge"]))
+            # What the transport does with an HTTP answer's body.
+            body = bodies["bucket" if "_bucket" in expr else "gauge"]
+            if decoder == "json":
+                return _vector(json.loads(body)["data"]["result"])
+            return _vector(decode(body))
 
     gc.collect()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -203,7 +217,8 @@ def part_c(pods: int = 10_000) -> None:
     t0 = time.perf_counter()
     asyncio.run(source.fetch(LATENCY, [deployment], EVERYTHING))
     fleet = time.perf_counter() - t0
-    print(f"\n(c) one refresh, {pods:,} pods ({series:,} series incl. JSON decoding, 2 rules)")
+    print(f"\n(c) one refresh, {pods:,} pods ({series:,} series incl. decoding, 2 rules)")
+    print(f"    decoder: {decoder}")
     runs = ", ".join(f"{t * 1000:.0f}" for t in times)
     print(f"    refresh: median {statistics.median(times) * 1000:.0f} ms (runs: {runs} ms)")
     before, after = rss_before / 1024, rss_after / 1024
@@ -214,9 +229,14 @@ def part_c(pods: int = 10_000) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", choices=["ab", "c"])
+    parser.add_argument("--decoder", choices=["columns", "json"], help="(c) with one decoder")
     args = parser.parse_args()
+    if args.decoder:
+        part_c(args.decoder)
+        return
     if args.only in (None, "c"):
-        part_c()
+        for decoder in ("columns", "json"):  # a process each: peak RSS is per process
+            subprocess.run([sys.executable, __file__, "--decoder", decoder], check=True)
     if args.only == "c":
         return
     pods = [

@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_read_vs_promql.py                       # 100 and 1,000 pods
     .venv/bin/python bench/bench_read_vs_promql.py --layout 10x1000      # 10 namespaces of 1,000
     .venv/bin/python bench/bench_read_vs_promql.py --replicas 2          # two replicas, same reads
+    .venv/bin/python bench/bench_read_vs_promql.py --baseline-src DIR    # and `serve` from DIR
 
 For each layout (``N`` pods in one namespace, or ``KxN``: K namespaces of N), a
 simulated fleet (a separate process, constant load) is scraped by a real
@@ -16,7 +17,9 @@ second). Measured, each as a median over alternating runs on the same machine:
   the same values on the same Prometheus (HTTP, keep-alive): the ratio;
 - each metric's refresh wall time (one query, JSON decoding, snapshot build),
   timed in this process with the adapter's own PrometheusSource, one rule at a time;
-- the adapter's RSS (VmRSS, and the peak VmHWM) once every namespace was read;
+- the adapter's RSS (VmRSS sampled every 0.5 s over 17 s, more than one refresh
+  interval; and the peak VmHWM) once every namespace was read,
+  and with ``--baseline-src`` that of a `serve` run from another tree, side by side;
 - with ``--replicas 2``: both replicas read in turn, bodies compared byte for byte.
 
 Prometheus is served over plain HTTP (in its favour). Loopback only, bounded in
@@ -28,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -50,10 +52,12 @@ from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
 from adapter.demo.stack import free_port, serve_command
 from adapter.rulesfile import build_catalogue
 from adapter.sources.prometheus import (
+    FamilyRule,
     PrometheusClient,
     PrometheusSource,
     TransportOptions,
     snapshot,
+    transport,
 )
 from adapter.sources.prometheus.catalogue import rules_of as prometheus_rules
 from tests.support.prometheus_server import PrometheusServer
@@ -126,9 +130,13 @@ def pod_list(layout: str) -> dict[str, Any]:
 
 
 @contextmanager
-def process(args: Sequence[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    args: Sequence[str], log: Path, src: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``args`` running until the block ends; with ``src``, importing ``adapter`` from there."""
+    env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=src)
         try:
             yield proc
         finally:
@@ -154,8 +162,11 @@ def wait_until(what: str, check: Any, timeout: float) -> Any:
 class Replica:
     """One `serve` process and a keep-alive HTTPS session to it."""
 
-    def __init__(self, stack: ExitStack, tmp: Path, name: str, prometheus: str) -> None:
+    def __init__(
+        self, stack: ExitStack, tmp: Path, name: str, prometheus: str, src: Path | None = None
+    ) -> None:
         self.port = free_port()
+        self.src = "this tree" if src is None else str(src)
         creds = make_client_credentials(tmp / f"{name}-client")
         log = tmp / f"{name}.log"
         self.proc = stack.enter_context(
@@ -170,6 +181,7 @@ class Replica:
                     "--log-level=warning",
                 ],
                 log,
+                src,
             )
         )
         cert = tmp / f"{name}-certs" / "apiserver.crt"
@@ -212,37 +224,68 @@ def p99(values: list[float]) -> float:
     return sorted(values)[min(len(values) - 1, int(len(values) * 0.99))]
 
 
-async def refresh_walls(url: str) -> dict[str, tuple[float, float, float]]:
+Walls = dict[str, tuple[float, float, float, float, float]]
+
+
+async def refresh_walls(url: str) -> Walls:
     """Each rule's refresh on its own, median of 3 runs, seconds: the whole refresh,
-    and its parts (the query with JSON decoding; the snapshot build)."""
+    and its parts (the queries with decoding; the snapshot build); then the same two
+    parts the way the transport did before (gzip-compressed answers, ``custom_query``'s
+    ``json``, a PromSample per series), alternating with the current path. A
+    server-family rule sends one query per family, concurrently."""
     catalogue = build_catalogue({}, "<bench>", {})
     client = PrometheusClient(TransportOptions(url=url, timeout=60))
-    walls: dict[str, tuple[float, float, float]] = {}
+    # Before: gzip-compressed answers (requests' default), decoded by custom_query's json.
+    before = PrometheusClient(TransportOptions(url=url, timeout=60, compression=True))
+    loop = asyncio.get_running_loop()
+
+    async def old_query(expr: str) -> Any:
+        result = await loop.run_in_executor(None, before._connect.custom_query, expr)
+        return transport._vector(result)
+
+    walls: Walls = {}
     for rule in prometheus_rules(catalogue):
         source = PrometheusSource(client, [rule])
-        runs, queries, builds = [], [], []
+        exprs = (
+            [expr for _, expr in rule.queries()] if isinstance(rule, FamilyRule) else [rule.query()]
+        )
+        runs: list[float] = []
+        queries: list[float] = []
+        builds: list[float] = []
+        old_queries: list[float] = []
+        old_builds: list[float] = []
         for _ in range(3):
             started = time.perf_counter()
             await source.refresh_once()
             runs.append(time.perf_counter() - started)
-            if not hasattr(rule, "query"):  # a server-family rule: several queries
-                continue
-            started = time.perf_counter()
-            vector = await client.query(rule.query())
-            queries.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            snapshot.build(rule, vector, time.time(), 45.0)
-            builds.append(time.perf_counter() - started)
+            for query, query_walls, build_walls in (
+                (client.query, queries, builds),
+                (old_query, old_queries, old_builds),
+            ):
+                started = time.perf_counter()
+                vectors = await asyncio.gather(*(query(expr) for expr in exprs))
+                query_wall = time.perf_counter() - started
+                started = time.perf_counter()
+                if isinstance(rule, FamilyRule):
+                    snapshot.build_families(rule, vectors, time.time(), 45.0)
+                else:
+                    snapshot.build(rule, vectors[0], time.time(), 45.0)
+                build_walls.append(time.perf_counter() - started)
+                query_walls.append(query_wall)
+                del vectors
         walls[rule.metric] = (
             statistics.median(runs),
-            statistics.median(queries) if queries else math.nan,
-            statistics.median(builds) if builds else math.nan,
+            statistics.median(queries),
+            statistics.median(builds),
+            statistics.median(old_queries),
+            statistics.median(old_builds),
         )
     client.close()
+    before.close()
     return walls
 
 
-def run_layout(layout: str, replicas: int, runs: int) -> None:
+def run_layout(layout: str, replicas: int, runs: int, baseline: Path | None = None) -> None:
     namespaces = parse_layout(layout)
     total = sum(size for _, size in namespaces)
     with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
@@ -267,6 +310,8 @@ def run_layout(layout: str, replicas: int, runs: int) -> None:
         )
         walls = asyncio.run(refresh_walls(prom.url))
         adapters = [Replica(stack, tmp, f"replica-{i}", prom.url) for i in range(replicas)]
+        if baseline is not None:  # last: the reads below are timed on adapters[0]
+            adapters.append(Replica(stack, tmp, "baseline", prom.url, baseline))
         ns, size = namespaces[0]
         path = f"namespaces/{ns}/pods/*/inference_latency_p95"
         for adapter in adapters:  # every value served, from the first refresh on
@@ -308,18 +353,27 @@ def run_layout(layout: str, replicas: int, runs: int) -> None:
             f"  ({len(prom_times)} queries, HTTP keep-alive)"
         )
         print(f"  ratio read / PromQL (p50): {read / direct:.3f}")
-        for metric, (wall, query, build) in walls.items():
+        for metric, (wall, query, build, old_query, old_build) in walls.items():
             parts = (
-                f" (query + JSON decode {query * 1000:.0f} ms, snapshot build {build * 1000:.0f} ms)"
-                if not math.isnan(query)
-                else " (server families: several queries)"
+                f" (queries + decoding {query * 1000:.0f} ms, snapshot build {build * 1000:.0f} ms;"
+                f" decoded as before: {old_query * 1000:.0f} + {old_build * 1000:.0f} ms)"
             )
             print(f"  refresh wall {metric}: {wall * 1000:.0f} ms{parts}")
-        for i, adapter in enumerate(adapters):
-            rss, hwm = adapter.rss_mib()
-            print(f"  replica {i} RSS {rss:.0f} MiB (peak {hwm:.0f} MiB), every value served")
-        if len(adapters) > 1:
-            compare_replicas(adapters, path)
+        # RSS over one refresh interval and more (the answer in flight counts while it lasts).
+        samples: list[list[float]] = [[] for _ in adapters]
+        for _ in range(34):
+            for adapter, seen in zip(adapters, samples, strict=True):
+                seen.append(adapter.rss_mib()[0])
+            time.sleep(0.5)
+        for i, (adapter, seen) in enumerate(zip(adapters, samples, strict=True)):
+            hwm = adapter.rss_mib()[1]
+            print(
+                f"  replica {i} ({adapter.src}) RSS over 17 s: min {min(seen):.0f},"
+                f" median {statistics.median(seen):.0f}, max {max(seen):.0f} MiB"
+                f" (peak ever {hwm:.0f} MiB), every value served"
+            )
+        if replicas > 1:
+            compare_replicas(adapters[:replicas], path)
 
 
 def compare_replicas(adapters: list[Replica], path: str) -> None:
@@ -352,12 +406,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--layout", action="append", help="N or KxN (repeatable)")
     parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run `serve` from this tree (e.g. `git archive` of an older commit): its RSS",
+    )
     parser.add_argument("--runs", type=int, default=100, help="adapter reads per round (5 rounds)")
     args = parser.parse_args()
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     for layout in args.layout or ["100", "1000"]:
-        run_layout(layout, args.replicas, args.runs)
+        run_layout(layout, args.replicas, args.runs, args.baseline_src)
 
 
 if __name__ == "__main__":

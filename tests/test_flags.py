@@ -41,7 +41,7 @@ SERVE_GROUPS = {
     "Prometheus": [
         "--prometheus-url", "--prometheus-bearer-token-file", "--prometheus-ca-file",
         "--prometheus-client-cert", "--prometheus-client-key", "--prometheus-header",
-        "--prometheus-timeout", "--prometheus-insecure-skip-verify",
+        "--prometheus-timeout", "--prometheus-insecure-skip-verify", "--prometheus-compression",
         "--prometheus-refresh-interval", "--prometheus-stale-after",
         "--prometheus-selector-timeout", "--prometheus-selector-concurrency",
     ],
@@ -186,7 +186,7 @@ def test_every_serve_flag_reaches_its_field() -> None:
         "--prometheus-url=http://p:9090", "--prometheus-bearer-token-file=t",
         "--prometheus-ca-file=pca", "--prometheus-client-cert=pc", "--prometheus-client-key=pk",
         "--prometheus-header=X-Scope-OrgID: team", "--prometheus-header", " A :b:c ",
-        "--prometheus-timeout=2s", "--prometheus-insecure-skip-verify",
+        "--prometheus-timeout=2s", "--prometheus-insecure-skip-verify", "--prometheus-compression",
         "--prometheus-refresh-interval=30s", "--prometheus-stale-after=2m",
         "--prometheus-selector-timeout=1s", "--prometheus-selector-concurrency=2",
         "--gpu-collector-url=http://n1:9400", "--gpu-collector-url=http://n2:9400",
@@ -226,6 +226,7 @@ def test_every_serve_flag_reaches_its_field() -> None:
             headers=(("X-Scope-OrgID", "team"), ("A", "b:c")),
             timeout=2.0,
             insecure_skip_verify=True,
+            compression=True,
             refresh_interval=30.0,
             stale_after=120.0,
             selector_timeout=1.0,
@@ -330,7 +331,7 @@ def test_the_readme_table_states_the_defaults_the_flags_have() -> None:
             elif default.startswith("`"):
                 assert f"`{by_name[name].default_text()}`" == default, name
                 checked += 1
-    assert checked == 36
+    assert checked == 37
 
 
 # The plumbing on a small tree of its own: what a docstring and an annotation declare.

@@ -15,6 +15,8 @@ class CountingServer:
     def __init__(self, *, hang: bool) -> None:
         self.hang = hang
         self.requests = 0
+        self.heads: list[bytes] = []
+        """Each request's head (request line and headers), lower-cased."""
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self._open: list[socket.socket] = []
@@ -39,6 +41,7 @@ class CountingServer:
                     return
                 data += chunk
             self.requests += 1
+            self.heads.append(data.split(b"\r\n\r\n")[0].lower())
             if not self.hang:
                 conn.sendall(
                     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"

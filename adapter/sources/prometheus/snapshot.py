@@ -23,6 +23,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from sys import intern
 from typing import Final
 
@@ -38,7 +39,7 @@ from adapter.sources.prometheus.rules import (
     PrometheusRule,
     PromLabels,
 )
-from adapter.sources.prometheus.transport import PromSample
+from adapter.sources.prometheus.transport import Columns, PromSample
 
 PodKey = tuple[Namespace, PodName]
 
@@ -132,10 +133,7 @@ def build_families(
     dropped: Counter[str] = Counter()
     for position, (family, vector) in enumerate(zip(rule.families, vectors, strict=True)):
         names = rule.labels_for(position)
-        by_series: dict[int, list[PromSample]] = {}
-        for row in vector:
-            tag = row.labels.get(families.SERIES_LABEL, "0")
-            by_series.setdefault(int(tag) if tag.isdigit() else 0, []).append(row)
+        by_series = _by_series(vector)
         own: dict[PodKey, PodValue] = {}
         for index in sorted(by_series):
             if index >= len(family.series):
@@ -154,8 +152,9 @@ def build_families(
                 own.setdefault(key, value)
         # A pod whose series exist but give no value (NaN, stale) still belongs to this
         # family: its value is omitted, never taken from a later family.
-        for row in vector:
-            present = _pod_key(names, row.labels)
+        pairs = map(_PAIR, _rows(names, vector, families.SERIES_LABEL))
+        for namespace, pod in dict.fromkeys(pairs):  # each pod once, in the answer's order
+            present = _key_of(namespace, pod)
             if present is not None and present not in own:
                 own[present] = PodValue(
                     None, fetched_at, fetched_at + staleness, family=family.name
@@ -166,6 +165,26 @@ def build_families(
             else:
                 pods[key] = value
     return RuleSnapshot(rule, fetched_at, pods, dict(+dropped))
+
+
+_PAIR: Final = itemgetter(0, 1)
+"""(namespace, pod) of a :func:`_rows` row."""
+
+
+def _series_index(tag: str | None) -> int:
+    """The renamed series a family answer's row belongs to (``SERIES_LABEL``, 0 without)."""
+    tag = "0" if tag is None else tag
+    return int(tag) if tag.isdigit() else 0
+
+
+def _by_series(vector: Sequence[PromSample]) -> Mapping[int, Sequence[PromSample]]:
+    """A family answer's rows by series index, each in the answer's order."""
+    if isinstance(vector, Columns):
+        return vector.split(families.SERIES_LABEL, _series_index)
+    by_series: dict[int, list[PromSample]] = {}
+    for row in vector:
+        by_series.setdefault(_series_index(row.labels.get(families.SERIES_LABEL)), []).append(row)
+    return by_series
 
 
 def _family_part(
@@ -208,11 +227,35 @@ def _converted(sample: Sample, series: Series, family: str) -> Sample:
 
 def _pod_key(names: PromLabels, labels: Mapping[str, str]) -> PodKey | None:
     """The pod a series names in ``names``' labels, or None when either is empty."""
-    namespace = labels.get(names.namespace, "")
-    pod = labels.get(names.pod, "")
+    return _key_of(labels.get(names.namespace, ""), labels.get(names.pod, ""))
+
+
+def _key_of(namespace: str, pod: str) -> PodKey | None:
     if not namespace or not pod:
         return None
     return (Namespace(intern(namespace)), PodName(pod))
+
+
+def _rows(
+    names: PromLabels, vector: Sequence[PromSample], label: str
+) -> Iterable[tuple[str, str, str, float, float]]:
+    """Per series: its namespace, pod and ``label`` ("" when absent), time and value.
+
+    A :class:`Columns` answer is read column-wise, without a PromSample per series.
+    """
+    namespace, pod = names.namespace, names.pod
+    if isinstance(vector, Columns):
+        return vector.rows((namespace, pod, label))
+    return (
+        (
+            row.labels.get(namespace, ""),
+            row.labels.get(pod, ""),
+            row.labels.get(label, ""),
+            row.timestamp,
+            row.value,
+        )
+        for row in vector
+    )
 
 
 def _finite(value: float) -> bool:
@@ -233,25 +276,38 @@ def _histogram_pods(
     fresh_until: float,
 ) -> tuple[dict[PodKey, PodValue], Counter[str]]:
     dropped: Counter[str] = Counter()
-    grouped: dict[PodKey, list[Bucket]] = {}
-    times: dict[PodKey, float] = {}
-    for row in vector:
-        key = _pod_key(names, row.labels)
-        upper = histogram.parse_le(row.labels.get("le", ""))
-        if key is None or upper is None:
-            dropped["unattributed" if key is None else "bad_le"] += 1
+    # Per (namespace, pod) its bounds and rates as packed floats: no object per series.
+    grouped: dict[tuple[str, str], tuple[array[float], array[float]]] = {}
+    times: dict[tuple[str, str], float] = {}  # the last series' time, per pod
+    les: dict[str, float | None] = {}  # a fleet has a few dozen distinct le values
+    for namespace, pod, le, timestamp, value in _rows(names, vector, "le"):
+        if not namespace or not pod:
+            dropped["unattributed"] += 1
             continue
-        grouped.setdefault(key, []).append((upper, row.value))
-        times[key] = row.timestamp
+        if le in les:
+            upper = les[le]
+        else:
+            upper = les[le] = histogram.parse_le(le)
+        if upper is None:
+            dropped["bad_le"] += 1
+            continue
+        pair = (namespace, pod)
+        group = grouped.get(pair)
+        if group is None:
+            group = grouped[pair] = (array("d"), array("d"))
+        group[0].append(upper)
+        group[1].append(value)
+        times[pair] = timestamp
     pods: dict[PodKey, PodValue] = {}
     shared_bounds: dict[tuple[float, ...], tuple[float, ...]] = {}
     shared_times: dict[float, float] = {}  # one float object per distinct time, not per pod
-    for key, raw in grouped.items():
-        buckets = histogram.coalesce(raw)
+    for (namespace, pod), (uppers, rates) in grouped.items():
+        key = (Namespace(intern(namespace)), PodName(pod))
+        buckets = histogram.coalesce(zip(uppers, rates, strict=True))
         value = histogram.quantile_of_coalesced(quantile, buckets)
         bounds = tuple(upper for upper, _ in buckets)
         bounds = shared_bounds.setdefault(bounds, bounds)
-        at = shared_times.setdefault(times[key], times[key])
+        at = shared_times.setdefault(times[namespace, pod], times[namespace, pod])
         sample: Sample | None = None
         if _finite(value):
             sample = Sample(value, at, window_seconds)
@@ -272,31 +328,31 @@ def _gauge_pods(
     names: PromLabels, vector: Sequence[PromSample], fresh_until: float, staleness: float
 ) -> tuple[dict[PodKey, PodValue], Counter[str]]:
     dropped: Counter[str] = Counter()
-    values: dict[PodKey, PromSample] = {}
-    stamps: dict[PodKey, PromSample] = {}
-    for sample in vector:
-        key = _pod_key(names, sample.labels)
-        part = sample.labels.get(promql.PART_LABEL)
+    values: dict[PodKey, float] = {}
+    stamps: dict[PodKey, tuple[float, float]] = {}  # (evaluated at, the sample's time)
+    for namespace, pod, part, at, value in _rows(names, vector, promql.PART_LABEL):
+        key = _key_of(namespace, pod)
         if key is None:
             dropped["unattributed"] += 1
         elif part == promql.PART_VALUE:
-            values[key] = sample
+            values[key] = value
         elif part == promql.PART_TIMESTAMP:
-            stamps[key] = sample
+            stamps[key] = (at, value)
     pods: dict[PodKey, PodValue] = {}
-    for key, row in values.items():
+    for key, value in values.items():
         stamp = stamps.get(key)
-        if stamp is None or not _finite(stamp.value):
+        if stamp is None or not _finite(stamp[1]):
             dropped["no_timestamp"] += 1
-        elif not _finite(row.value):
-            dropped["nan" if math.isnan(row.value) else "inf"] += 1
+        elif not _finite(value):
+            dropped["nan" if math.isnan(value) else "inf"] += 1
         else:
+            evaluated, sampled = stamp
             # Age on Prometheus' clock at evaluation; the rest is counted on ours.
-            until = fresh_until - max(0.0, stamp.timestamp - stamp.value)
+            until = fresh_until - max(0.0, evaluated - sampled)
             if until < fresh_until - staleness:
                 dropped["stale"] += 1
                 continue
-            pods[key] = PodValue(Sample(row.value, stamp.value), stamp.value, until)
+            pods[key] = PodValue(Sample(value, sampled), sampled, until)
     return pods, dropped
 
 

@@ -47,7 +47,7 @@ import datetime
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final
 
@@ -112,6 +112,7 @@ class PrometheusSource:
         selector_api: PrometheusAPI | None = None,
         selector_concurrency: int = 8,
         name: str = "prometheus",
+        after_refresh: Callable[[], object] | None = None,
     ) -> None:
         """
         :param refresh_interval: seconds between refreshes (match the scrape interval).
@@ -124,12 +125,15 @@ class PrometheusSource:
         :param selector_api: the client for metricLabelSelector queries (its own
             threads and short timeout); default ``api``.
         :param selector_concurrency: distinct metricLabelSelector queries at once.
+        :param after_refresh: called after every refresh, once the previous
+            snapshots are dropped (``serve`` hands the freed heap back to the system).
         """
         if refresh_interval <= 0:
             raise ValueError("refresh_interval must be positive")
         if selector_concurrency < 1:
             raise ValueError("selector_concurrency must be at least 1")
         self._api = api
+        self._after_refresh = after_refresh
         self._selector_api = api if selector_api is None else selector_api
         self._selector_concurrency = selector_concurrency
         self._unavailable = False
@@ -179,11 +183,13 @@ class PrometheusSource:
         *,
         clock: Clock = time.time,
         registry: CollectorRegistry | None = None,
+        after_refresh: Callable[[], object] | None = None,
     ) -> PrometheusSource:
         """The source ``serve`` runs, on two clients it owns (``close()`` closes them).
 
         One client for the refresh, one for metricLabelSelector queries
         (``TransportOptions.for_selectors``). ``settings.url`` must be set.
+        ``after_refresh`` is passed on (see the constructor).
         """
         options = TransportOptions.from_settings(settings)
         api = PrometheusClient(options)
@@ -198,6 +204,7 @@ class PrometheusSource:
                 registry=registry,
                 selector_api=selector_api,
                 selector_concurrency=settings.selector_concurrency,
+                after_refresh=after_refresh,
             )
         except BaseException:
             api.close()
@@ -287,6 +294,9 @@ class PrometheusSource:
                 {rule.metric: snap for rule, snap in zip(rules, fresh, strict=True) if snap}
             )
             self._version += 1
+            del previous, fresh
+            if self._after_refresh is not None:
+                self._after_refresh()
 
     async def run(self) -> None:
         """Refresh every interval until cancelled. A failed refresh is logged, not fatal."""

@@ -181,3 +181,22 @@ async def test_a_timeout_is_one_deadline_not_retried(server_hung: CountingServer
     finally:
         client.close()
     assert server_hung.requests == 1
+
+
+@pytest.mark.parametrize(
+    ("compression", "accepted"), [(False, b"accept-encoding: identity"), (True, b"gzip")]
+)
+async def test_answers_are_asked_for_uncompressed_unless_compression_is_on(
+    server_503: CountingServer, compression: bool, accepted: bytes
+) -> None:
+    client = PrometheusClient(
+        TransportOptions(url=f"http://127.0.0.1:{server_503.port}", compression=compression)
+    )
+    try:
+        with pytest.raises(PrometheusUnavailable):
+            await client.query("up")
+    finally:
+        client.close()
+    [head] = server_503.heads
+    [line] = [line for line in head.split(b"\r\n") if line.startswith(b"accept-encoding:")]
+    assert accepted in line

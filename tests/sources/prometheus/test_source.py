@@ -87,6 +87,23 @@ async def test_one_query_per_rule_per_refresh(
     assert len(api.calls) == 2
 
 
+async def test_after_refresh_runs_once_per_refresh_after_the_swap(
+    api: FakePrometheusAPI, clock: FakeClock
+) -> None:
+    seen: list[tuple[int, list[str]]] = []
+    refreshed = PrometheusSource(
+        api,
+        [latency_rule(), queue_rule()],
+        clock=clock,
+        after_refresh=lambda: seen.append((refreshed.version, sorted(refreshed.snapshot))),
+    )
+    await refreshed.refresh_once()
+    api.fail = True  # a failed refresh is a refresh too: the hook still runs
+    await refreshed.refresh_once()
+    metrics = ["inference_latency_p95", "inference_queue_depth"]
+    assert seen == [(1, metrics), (2, metrics)]
+
+
 async def test_per_pod_values_and_omissions(source: PrometheusSource) -> None:
     await source.refresh_once()
     targets = [pod_target("ml", p) for p in ("a", "b", "idle", "ghost")]

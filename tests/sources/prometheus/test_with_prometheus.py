@@ -8,12 +8,14 @@ every deployment's quantile is known to Prometheus, and ours must equal
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
@@ -26,6 +28,7 @@ from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
 from adapter.sources.prometheus import PrometheusClient, PrometheusSource, TransportOptions, promql
 from adapter.sources.prometheus.promql import PromQLError
 from adapter.sources.prometheus.rules import PromLabels, parse_rule
+from adapter.sources.prometheus.transport import Columns, _vector, decode
 from tests.fakes.clock import FakeClock
 from tests.support.prometheus_server import PrometheusServer, free_port
 
@@ -159,6 +162,27 @@ async def test_per_pod_and_fleet_quantiles_equal_prometheus(
     sample = got[targets[0].obj]
     assert sample.window_seconds == 120
     assert abs(sample.timestamp - time.time()) < 10
+
+
+async def test_prometheus_answers_are_read_by_column(
+    prom: PrometheusServer, client: PrometheusClient
+) -> None:
+    """This Prometheus writes the compact layout the column decoder reads, for both
+    built-in queries; the columns equal json's decoding of the same bytes."""
+    for rule in (latency_rule(), queue_rule()):
+        expr = rule.query()  # type: ignore[union-attr]
+        vector = await client.query(expr)
+        assert isinstance(vector, Columns)
+        assert len(vector) > 0
+        response = requests.get(f"{prom.url}/api/v1/query", params={"query": expr}, timeout=30)
+        body = response.content
+        assert isinstance(decode(body), Columns)
+        assert list(_vector(decode(body))) == list(_vector(json.loads(body)["data"]["result"]))
+    compressed = PrometheusClient(TransportOptions(url=prom.url, timeout=5, compression=True))
+    try:  # a gzip-compressed answer decodes the same
+        assert isinstance(await compressed.query(queue_rule().query()), Columns)  # type: ignore[union-attr]
+    finally:
+        compressed.close()
 
 
 async def test_queue_depth_exact_with_sample_timestamps(client: PrometheusClient) -> None:
