@@ -31,26 +31,13 @@ from adapter.demo.stack import free_port, serve_command
 from tests.fakes.kube_api import FakeKubeServer, make_pod
 from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes
 from tests.fakes.kube_workloads_api import Aggregated, WorkloadsState, add_workload_routes
+from tests.support.hpa import hpa_object
 from tests.support.prometheus_server import PrometheusServer
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.timeout(240)]
 
 HPA = {
-    "metadata": {"name": "web", "namespace": "ml"},
-    "spec": {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        "minReplicas": 1,
-        "maxReplicas": 10,
-        "metrics": [
-            {
-                "type": "Pods",
-                "pods": {
-                    "metric": {"name": "inference_queue_depth"},
-                    "target": {"type": "AverageValue", "averageValue": "10"},
-                },
-            }
-        ],
-    },
+    **hpa_object(),
     "status": {"currentReplicas": 3, "desiredReplicas": 3},
 }
 
