@@ -9,12 +9,9 @@ client playing the aggregator's front proxy.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +22,10 @@ import pytest
 import trustme
 import yaml
 
-from adapter.demo.stack import DemoPod, free_port, gpu_scenario, serve_command
+from adapter.demo.stack import DemoPod, collector_command, free_port, gpu_scenario, serve_command
+from tests.e2e.conftest import wait_until
 from tests.fakes.kube_api import FakeKubeServer, make_pod
-from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes
+from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes, authentication_data
 from tests.support.kubectl import kubectl, write_kubeconfig
 
 pytestmark = [pytest.mark.kubectl, pytest.mark.timeout(180)]
@@ -63,16 +61,6 @@ class Cluster:
         return context
 
 
-async def wait_until(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.3)
-
-
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     client_ca, front_ca = trustme.CA(), trustme.CA()
@@ -83,14 +71,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
     auth = KubeAuthState()
     auth.set_configmap(
-        {
-            "client-ca-file": client_ca.cert_pem.bytes().decode(),
-            "requestheader-client-ca-file": front_ca.cert_pem.bytes().decode(),
-            "requestheader-allowed-names": '["front-proxy-client"]',
-            "requestheader-username-headers": '["X-Remote-User"]',
-            "requestheader-group-headers": '["X-Remote-Group"]',
-            "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
-        }
+        authentication_data(front_ca.cert_pem.bytes().decode(), client_ca.cert_pem.bytes().decode())
     )
     auth.tokens["hpa-token"] = {"username": HPA_USER, "groups": ["system:serviceaccounts"]}
     auth.allow(HPA_USER)
@@ -123,17 +104,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     scenario = tmp_path / "gpu.yaml"
     scenario.write_text(yaml.safe_dump(gpu_scenario("gpu-node-1", PODS, 0)))
     collector = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "collectors.gpu",
-            "--simulate",
-            str(scenario),
-            "--listen",
-            f"127.0.0.1:{collector_port}",
-            "--node-name",
-            "gpu-node-1",
-        ],
+        collector_command(scenario, collector_port, "gpu-node-1"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -105,6 +105,21 @@ class KubeAuthState:
 STATE = web.AppKey("kube_auth_state", KubeAuthState)
 
 
+def authentication_data(front_proxy_ca: str, client_ca: str | None = None) -> dict[str, str]:
+    """``extension-apiserver-authentication`` data as kube-apiserver writes it: front-proxy
+    certificates from ``front_proxy_ca`` (PEM) with CN ``front-proxy-client`` assert the user
+    in ``X-Remote-*`` headers; with ``client_ca`` (PEM), client certificates it signed too."""
+    data = {"client-ca-file": client_ca} if client_ca is not None else {}
+    return {
+        **data,
+        "requestheader-client-ca-file": front_proxy_ca,
+        "requestheader-allowed-names": '["front-proxy-client"]',
+        "requestheader-username-headers": '["X-Remote-User"]',
+        "requestheader-group-headers": '["X-Remote-Group"]',
+        "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
+    }
+
+
 def _configmap(data: dict[str, str], version: int) -> dict[str, Any]:
     return {
         "apiVersion": "v1",

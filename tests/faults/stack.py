@@ -26,7 +26,6 @@ import re
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -40,7 +39,7 @@ import aiohttp
 import yaml
 
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
-from adapter.demo.stack import DemoPod, free_port, gpu_scenario, serve_command
+from adapter.demo.stack import DemoPod, collector_command, free_port, gpu_scenario, serve_command
 from tests.fakes.kube_api import FakeKubeServer, make_pod
 from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes
 from tests.support.prometheus_server import PrometheusServer
@@ -178,17 +177,7 @@ class Collector:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "collectors.gpu",
-                    "--simulate",
-                    str(self.scenario),
-                    "--listen",
-                    f"127.0.0.1:{self.port}",
-                    "--node-name",
-                    "gpu-node-1",
-                ],
+                collector_command(self.scenario, self.port, "gpu-node-1"),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
