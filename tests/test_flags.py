@@ -25,7 +25,7 @@ from adapter.settings import (
     Settings,
 )
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[1]
 
 # The flags of ``serve`` as ``--help`` groups them: these names are an interface
 # (deploy/ manifests and users' Deployments pass them).
