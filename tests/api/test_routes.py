@@ -10,6 +10,7 @@ from yarl import URL
 
 from adapter.kube.podsfile import PodsFileIndex
 from tests.api.conftest import ClientFactory
+from tests.fakes.kube_api import status_body as status
 from tests.fakes.source import FakeSource
 
 G = "/apis/custom.metrics.k8s.io"
@@ -18,18 +19,6 @@ WEB_A = "web-7c9d5f6b8-aaaaa"
 WEB_B = "web-7c9d5f6b8-bbbbb"
 
 Client = TestClient[Any, Any]
-
-
-def status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
 
 
 def item(
