@@ -35,6 +35,16 @@ def _prometheus_once_flags(parser: argparse.ArgumentParser, url_help: str, deadl
     parser.add_argument("--prometheus-timeout", type=flags.duration, default=10.0, help=deadline)
 
 
+def _downscale_stabilization_flag(parser: argparse.ArgumentParser) -> None:
+    """The HPA controller's setting, for the commands that redo its arithmetic."""
+    parser.add_argument(
+        "--downscale-stabilization",
+        type=flags.duration,
+        default=300.0,
+        help="the controller's --horizontal-pod-autoscaler-downscale-stabilization",
+    )
+
+
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the custom.metrics.k8s.io API server")
     flags.add_flags(p, Settings)
@@ -57,12 +67,7 @@ def _explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--adapter-url", help="ask the adapter directly (default: through the API server)"
     )
     p.add_argument("--adapter-ca-file", type=Path, help="CA of the adapter's serving certificate")
-    p.add_argument(
-        "--downscale-stabilization",
-        type=flags.duration,
-        default=300.0,
-        help="the controller's --horizontal-pod-autoscaler-downscale-stabilization",
-    )
+    _downscale_stabilization_flag(p)
     p.add_argument(
         "-o", "--output", choices=["table", "json"], default="table", help="report format"
     )
@@ -96,12 +101,7 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=15.0,
         help="the controller's --horizontal-pod-autoscaler-sync-period",
     )
-    p.add_argument(
-        "--downscale-stabilization",
-        type=flags.duration,
-        default=300.0,
-        help="the controller's --horizontal-pod-autoscaler-downscale-stabilization",
-    )
+    _downscale_stabilization_flag(p)
     p.add_argument("--initial-replicas", type=int, help="default: the HPA's minReplicas")
     p.add_argument(
         "--output-csv",
