@@ -20,22 +20,18 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
-import yaml
 
-from adapter.demo.stack import DemoPod, collector_command, free_port, gpu_scenario, serve_command
+from adapter.demo.stack import collector_command, free_port, serve_command
 from tests.e2e.conftest import wait_until
-from tests.fakes.kube_api import FakeKubeServer, make_pod
+from tests.fakes.kube_api import FakeKubeServer
 from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes, authentication_data
 from tests.support.kubectl import kubectl, write_kubeconfig
+from tests.support.llm_scene import kube_pods, write_gpu_scenario
 
 pytestmark = [pytest.mark.kubectl, pytest.mark.timeout(180)]
 G = "/apis/custom.metrics.k8s.io/v1beta2"
 GPU_READ = f"{G}/namespaces/ml/pods/%2A/gpu_utilization?labelSelector=app%3Dllm"
 HPA_USER = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
-PODS = [
-    DemoPod("llm-0", "gpu-node-1", "10.0.0.11", "11111111-0000-4000-8000-000000000001"),
-    DemoPod("llm-1", "gpu-node-1", "10.0.0.12", "11111111-0000-4000-8000-000000000002"),
-]
 
 
 @dataclass
@@ -79,30 +75,10 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
     fake = FakeKubeServer(extensions=[lambda app: add_auth_routes(app, auth)])
     collector_port = free_port()
-    for pod in PODS:
-        fake.state.add_pod(
-            make_pod(
-                "ml",
-                pod.name,
-                labels={"app": "llm"},
-                node=pod.node,
-                pod_ip=pod.ip,
-                uid=pod.uid,
-                ready_since="2024-05-01T12:00:30Z",
-            )
-        )
-    fake.state.add_pod(
-        make_pod(
-            "inference-metrics",
-            "gpu-collector-x1",
-            labels={"app.kubernetes.io/name": "gpu-collector"},
-            node="gpu-node-1",
-            pod_ip="127.0.0.1",
-        )
-    )
+    for pod in kube_pods():
+        fake.state.add_pod(pod)
     await fake.start()
-    scenario = tmp_path / "gpu.yaml"
-    scenario.write_text(yaml.safe_dump(gpu_scenario("gpu-node-1", PODS, 0)))
+    scenario = write_gpu_scenario(tmp_path / "gpu.yaml")
     collector = subprocess.Popen(
         collector_command(scenario, collector_port, "gpu-node-1"),
         stdout=subprocess.DEVNULL,

@@ -39,18 +39,15 @@ import aiohttp
 import yaml
 
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
-from adapter.demo.stack import DemoPod, collector_command, free_port, gpu_scenario, serve_command
-from tests.fakes.kube_api import FakeKubeServer, make_pod
+from adapter.demo.stack import collector_command, free_port, serve_command
+from tests.fakes.kube_api import FakeKubeServer
 from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes
+from tests.support.llm_scene import PODS, kube_pods, write_gpu_scenario
 from tests.support.prometheus_server import PrometheusServer
 
 G = "/apis/custom.metrics.k8s.io/v1beta2"
 TOKEN = "hpa-token"
 HPA_USER = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
-PODS = [
-    DemoPod("llm-0", "gpu-node-1", "10.0.0.11", "11111111-0000-4000-8000-000000000001"),
-    DemoPod("llm-1", "gpu-node-1", "10.0.0.12", "11111111-0000-4000-8000-000000000002"),
-]
 QUEUE_DEPTH = 4.0
 QUEUE = f"{G}/namespaces/ml/pods/%2A/inference_queue_depth?labelSelector=app%3Dllm"
 LATENCY = f"{G}/namespaces/ml/pods/%2A/inference_latency_p95?labelSelector=app%3Dllm"
@@ -251,30 +248,9 @@ def running_stack(tmp: Path) -> Iterator[Stack]:
         auth.allow(HPA_USER)
         kube = KubeInThread(auth)
         stack.callback(kube.close)
-        for pod in PODS:
-            kube.call(
-                kube.server.state.add_pod,
-                make_pod(
-                    "ml",
-                    pod.name,
-                    labels={"app": "llm"},
-                    node=pod.node,
-                    pod_ip=pod.ip,
-                    uid=pod.uid,
-                ),
-            )
-        kube.call(
-            kube.server.state.add_pod,
-            make_pod(
-                "inference-metrics",
-                "gpu-collector-x1",
-                labels={"app.kubernetes.io/name": "gpu-collector"},
-                node="gpu-node-1",
-                pod_ip="127.0.0.1",
-            ),
-        )
-        scenario = tmp / "gpu.yaml"
-        scenario.write_text(yaml.safe_dump(gpu_scenario("gpu-node-1", PODS, 0)))
+        for pod in kube_pods():
+            kube.call(kube.server.state.add_pod, pod)
+        scenario = write_gpu_scenario(tmp / "gpu.yaml")
         collector = Collector(scenario, free_port(), tmp / "collector.log")
         collector.start()
         stack.callback(collector.kill)
