@@ -21,12 +21,12 @@ import aiohttp
 import pytest
 import trustme
 
-from adapter.demo.stack import collector_command, free_port, serve_command
+from adapter.demo.stack import collector_command, free_port
 from tests.e2e.conftest import wait_until
 from tests.fakes.kube_api import FakeKubeServer
 from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes, authentication_data
 from tests.support.kubectl import kubectl, write_kubeconfig
-from tests.support.llm_scene import kube_pods, write_gpu_scenario
+from tests.support.llm_scene import kube_pods, start_adapter, write_gpu_scenario
 
 pytestmark = [pytest.mark.kubectl, pytest.mark.timeout(180)]
 G = "/apis/custom.metrics.k8s.io/v1beta2"
@@ -84,26 +84,18 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    port = free_port()
+    kubeconfig = fake.write_kubeconfig(tmp_path / "adapter-kubeconfig")
+    adapter, port = start_adapter(
+        tmp_path,
+        kubeconfig,
+        "--prometheus-url",
+        "http://127.0.0.1:9",
+        "--gpu-collector-port",
+        str(collector_port),
+        "--gpu-pull-interval",
+        "500ms",
+    )
     log = tmp_path / "adapter.log"
-    with log.open("wb") as out:
-        adapter = subprocess.Popen(
-            [
-                *serve_command(port),
-                "--cert-dir",
-                str(tmp_path / "certs"),
-                "--kubeconfig",
-                str(fake.write_kubeconfig(tmp_path / "adapter-kubeconfig")),
-                "--prometheus-url",
-                "http://127.0.0.1:9",
-                "--gpu-collector-port",
-                str(collector_port),
-                "--gpu-pull-interval",
-                "500ms",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     serving_ca = tmp_path / "certs" / "apiserver.crt"
     server = f"https://127.0.0.1:{port}"
     try:

@@ -39,10 +39,10 @@ import aiohttp
 import yaml
 
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
-from adapter.demo.stack import collector_command, free_port, serve_command
+from adapter.demo.stack import collector_command, free_port
 from tests.fakes.kube_api import FakeKubeServer
 from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes
-from tests.support.llm_scene import PODS, kube_pods, write_gpu_scenario
+from tests.support.llm_scene import PODS, kube_pods, start_adapter, write_gpu_scenario
 from tests.support.prometheus_server import PrometheusServer
 
 G = "/apis/custom.metrics.k8s.io/v1beta2"
@@ -256,46 +256,38 @@ def running_stack(tmp: Path) -> Iterator[Stack]:
         stack.callback(collector.kill)
         rules = tmp / "rules.yaml"
         rules.write_text(yaml.safe_dump(RULES))
-        port = free_port()
+        kubeconfig = kube.server.write_kubeconfig(tmp / "adapter-kubeconfig")
+        adapter, port = start_adapter(
+            tmp,
+            kubeconfig,
+            "--config",
+            str(rules),
+            "--prometheus-url",
+            proxy.url,
+            "--prometheus-refresh-interval",
+            "1s",
+            "--prometheus-stale-after",
+            "3s",
+            "--prometheus-timeout",
+            "2s",
+            "--prometheus-selector-timeout",
+            "1s",
+            "--gpu-collector-port",
+            str(collector.port),
+            "--gpu-pull-interval",
+            "500ms",
+            "--gpu-stale-after",
+            "2s",
+            "--gpu-timeout",
+            "1s",
+            "--request-header-timeout",
+            "2s",
+            "--max-connections",
+            "200",
+            "--max-selector-requests-inflight",
+            "50",
+        )
         log = tmp / "adapter.log"
-        with log.open("wb") as out:
-            adapter = subprocess.Popen(
-                [
-                    *serve_command(port),
-                    "--cert-dir",
-                    str(tmp / "certs"),
-                    "--kubeconfig",
-                    str(kube.server.write_kubeconfig(tmp / "adapter-kubeconfig")),
-                    "--config",
-                    str(rules),
-                    "--prometheus-url",
-                    proxy.url,
-                    "--prometheus-refresh-interval",
-                    "1s",
-                    "--prometheus-stale-after",
-                    "3s",
-                    "--prometheus-timeout",
-                    "2s",
-                    "--prometheus-selector-timeout",
-                    "1s",
-                    "--gpu-collector-port",
-                    str(collector.port),
-                    "--gpu-pull-interval",
-                    "500ms",
-                    "--gpu-stale-after",
-                    "2s",
-                    "--gpu-timeout",
-                    "1s",
-                    "--request-header-timeout",
-                    "2s",
-                    "--max-connections",
-                    "200",
-                    "--max-selector-requests-inflight",
-                    "50",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
 
         def stop_adapter() -> None:
             adapter.terminate()

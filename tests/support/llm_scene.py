@@ -3,12 +3,13 @@ simulated collector pod answers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from adapter.demo.stack import DemoPod, gpu_scenario
+from adapter.demo.stack import DemoPod, free_port, gpu_scenario, serve_command
 from tests.fakes.kube_api import make_pod
 
 NODE = "gpu-node-1"
@@ -38,3 +39,25 @@ def write_gpu_scenario(path: Path) -> Path:
     """The simulated collector's scenario for ``NODE``: one GPU per pod of ``PODS``."""
     path.write_text(yaml.safe_dump(gpu_scenario(NODE, PODS, 0)))
     return path
+
+
+def start_adapter(
+    workdir: Path, kubeconfig: Path, *flags: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``serve`` on a free loopback port, with ``kubeconfig``, certificates in
+    ``workdir/certs``, ``flags`` and its output in ``workdir/adapter.log``; and that port."""
+    port = free_port()
+    with (workdir / "adapter.log").open("wb") as out:
+        adapter = subprocess.Popen(
+            [
+                *serve_command(port),
+                "--cert-dir",
+                str(workdir / "certs"),
+                "--kubeconfig",
+                str(kubeconfig),
+                *flags,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return adapter, port
