@@ -31,7 +31,6 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +39,7 @@ import yaml
 
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
 from adapter.demo.stack import collector_command, free_port
+from tests.fakes.http_thread import QuietHandler, serving
 from tests.fakes.kube_api import FakeKubeServer
 from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes
 from tests.support.llm_scene import PODS, kube_pods, start_adapter, write_gpu_scenario
@@ -72,15 +72,15 @@ class PromProxy:
         self._release = threading.Event()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 proxy.requests += 1
                 mode = proxy.mode
                 if mode == "hang":
                     proxy._release.wait(60)
-                    return self._send(503, b"{}")
+                    return self.reply(503, b"{}")
                 if mode == "error":
-                    return self._send(500, b'{"status":"error","error":"injected"}')
+                    return self.reply(500, b'{"status":"error","error":"injected"}')
                 if mode == "slow":
                     time.sleep(proxy.slow_s)
                 try:
@@ -88,27 +88,13 @@ class PromProxy:
                         body = r.read()
                         status = r.status
                 except Exception:
-                    return self._send(502, b"{}")
+                    return self.reply(502, b"{}")
                 if mode == "nan":
                     body = _nan_values(body)
-                return self._send(status, body)
+                return self.reply(status, body)
 
-            def _send(self, status: int, body: bytes) -> None:
-                with contextlib.suppress(OSError):
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._stack = contextlib.ExitStack()
+        self.url = f"http://127.0.0.1:{self._stack.enter_context(serving(Handler))}"
 
     def set(self, mode: str) -> None:
         assert mode in {"pass", "error", "nan", "slow", "hang"}
@@ -119,8 +105,7 @@ class PromProxy:
 
     def close(self) -> None:
         self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self._stack.close()
 
 
 def _nan_values(body: bytes) -> bytes:
