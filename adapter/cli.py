@@ -28,6 +28,23 @@ from adapter import __version__, flags
 from adapter.settings import KubeSettings, Settings
 
 
+def _prometheus_once_flags(parser: argparse.ArgumentParser, url_help: str, deadline: str) -> None:
+    """``--prometheus-url`` and ``--prometheus-timeout`` of a command that asks Prometheus
+    once (not a settings group: no refresh, no staleness)."""
+    parser.add_argument("--prometheus-url", help=url_help)
+    parser.add_argument("--prometheus-timeout", type=flags.duration, default=10.0, help=deadline)
+
+
+def _downscale_stabilization_flag(parser: argparse.ArgumentParser) -> None:
+    """The HPA controller's setting, for the commands that redo its arithmetic."""
+    parser.add_argument(
+        "--downscale-stabilization",
+        type=flags.duration,
+        default=300.0,
+        help="the controller's --horizontal-pod-autoscaler-downscale-stabilization",
+    )
+
+
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the custom.metrics.k8s.io API server")
     flags.add_flags(p, Settings)
@@ -50,12 +67,7 @@ def _explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--adapter-url", help="ask the adapter directly (default: through the API server)"
     )
     p.add_argument("--adapter-ca-file", type=Path, help="CA of the adapter's serving certificate")
-    p.add_argument(
-        "--downscale-stabilization",
-        type=flags.duration,
-        default=300.0,
-        help="the controller's --horizontal-pod-autoscaler-downscale-stabilization",
-    )
+    _downscale_stabilization_flag(p)
     p.add_argument(
         "-o", "--output", choices=["table", "json"], default="table", help="report format"
     )
@@ -89,12 +101,7 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=15.0,
         help="the controller's --horizontal-pod-autoscaler-sync-period",
     )
-    p.add_argument(
-        "--downscale-stabilization",
-        type=flags.duration,
-        default=300.0,
-        help="the controller's --horizontal-pod-autoscaler-downscale-stabilization",
-    )
+    _downscale_stabilization_flag(p)
     p.add_argument("--initial-replicas", type=int, help="default: the HPA's minReplicas")
     p.add_argument(
         "--output-csv",
@@ -123,12 +130,10 @@ def parser() -> argparse.ArgumentParser:
         "config", type=Path, nargs="?", help="rules file (default: the built-in metrics only)"
     )
     flags.add_flag(check, Settings, "presets")
-    check.add_argument(
-        "--prometheus-url",
-        help="also run one refresh and print, per metric, the pods each server family won",
-    )
-    check.add_argument(
-        "--prometheus-timeout", type=flags.duration, default=10.0, help="deadline of each query"
+    _prometheus_once_flags(
+        check,
+        "also run one refresh and print, per metric, the pods each server family won",
+        "deadline of each query",
     )
     convert = sub.add_parser(
         "convert-rules",
@@ -137,12 +142,10 @@ def parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("config", type=Path, help="prometheus-adapter config or its ConfigMap")
     convert.add_argument("-o", "--output", type=Path, help="write here (default: stdout)")
-    convert.add_argument(
-        "--prometheus-url",
-        help="list series once, at conversion time, for rules whose names come from discovery",
-    )
-    convert.add_argument(
-        "--prometheus-timeout", type=flags.duration, default=10.0, help="deadline of the listing"
+    _prometheus_once_flags(
+        convert,
+        "list series once, at conversion time, for rules whose names come from discovery",
+        "deadline of the listing",
     )
     demo = sub.add_parser(
         "demo", help="run the local demo (simulated pods and GPUs, real Prometheus)"

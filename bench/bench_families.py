@@ -27,16 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapter.core.catalogue import Aggregation, MetricSpec
-from adapter.core.model import (
-    PODS,
-    MetricName,
-    Namespace,
-    ObjectRef,
-    PodInfo,
-    PodName,
-    PodUID,
-    Target,
-)
+from adapter.core.model import PODS, MetricName
 from adapter.core.selectors import EVERYTHING
 from adapter.sources.prometheus import (
     LATENCY_P95_OPTIONS,
@@ -48,6 +39,7 @@ from adapter.sources.prometheus import (
 )
 from adapter.sources.prometheus.families import FAMILIES, PRESETS, SERIES_LABEL, Kind
 from adapter.sources.prometheus.transport import _vector
+from tests.sources.prometheus.helpers import pod_target
 
 AGGREGATES = {
     "inference_latency_p95": Aggregation.HISTOGRAM,
@@ -145,13 +137,7 @@ def measure(rules: Sequence[Any], bodies: dict[str, str], pods: int) -> tuple[li
         t0 = time.perf_counter()
         asyncio.run(source.refresh_once())
         times.append(time.perf_counter() - t0)
-    wanted = [
-        Target(
-            ObjectRef(PODS, f"p-{i}", Namespace("ml")),
-            (PodInfo(Namespace("ml"), PodName(f"p-{i}"), PodUID(str(i))),),
-        )
-        for i in range(min(pods, 50))
-    ]
+    wanted = [pod_target("ml", f"p-{i}") for i in range(min(pods, 50))]
     api.calls = 0
 
     async def minute() -> None:

@@ -32,18 +32,12 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from adapter.core.model import (
-    PODS,
-    MetricName,
-    Namespace,
-    ObjectRef,
-    PodInfo,
-    PodName,
-    PodUID,
-    Target,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adapter.core.model import MetricName, Target
 from adapter.core.selectors import EVERYTHING
 from adapter.sources.gpu import GpuSource, StaticDiscovery
+from tests.sources.gpu.helpers import pod, pod_target
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,8 +111,7 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
     metric = MetricName("gpu_utilization")
 
     def target(k: int) -> Target:
-        info = PodInfo(Namespace("ml"), PodName(f"node{k}-pod0"), PodUID(f"uid-{k}-0"))
-        return Target(ObjectRef(PODS, info.name, info.namespace), (info,))
+        return pod_target(pod(f"node{k}-pod0", uid=f"uid-{k}-0"))  # the child's pod 0 of node k
 
     rounds = []
     for _ in range(args.rounds):

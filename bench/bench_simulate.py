@@ -23,31 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from adapter.hpa.spec import parse_hpa
 from adapter.simulate import series
 from adapter.simulate.engine import Settings, Simulation
+from tests.support.hpa import hpa_object
 
 STEP = 15.0
 DAY = 24 * 3600
-HPA = {
-    "apiVersion": "autoscaling/v2",
-    "kind": "HorizontalPodAutoscaler",
-    "metadata": {"name": "bench", "namespace": "ml"},
-    "spec": {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"},
-        "minReplicas": 2,
-        "maxReplicas": 60,
-        "metrics": [
-            {
-                "type": "Pods",
-                "pods": {
-                    "metric": {"name": "inference_queue_depth"},
-                    "target": {"type": "AverageValue", "averageValue": "10"},
-                },
-            }
-        ],
-    },
-}
+HPA = hpa_object(name="bench", target="llm", low=2, high=60)
 
 BASELINE = """
 import csv, sys

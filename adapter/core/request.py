@@ -99,29 +99,29 @@ def _namespaced(version: str, parts: list[str]) -> MetricPath:
             namespace=namespace,
             namespace_metric=True,
         )
-    if len(rest) != 3:
-        raise BadRequest(
-            "a namespaced metric request is namespaces/{namespace}/{resource}/{name|*}/{metric}"
-        )
-    resource, name, metric = rest
-    return MetricPath(
-        version=version,
-        resource=_resource(resource),
-        name=_object_name(name),
-        metric=_metric(metric),
-        namespace=namespace,
-    )
+    usage = "a namespaced metric request is namespaces/{namespace}/{resource}/{name|*}/{metric}"
+    return _object_metric(version, rest, namespace, usage)
 
 
 def _root_scoped(version: str, parts: list[str]) -> MetricPath:
+    usage = "a cluster-scoped metric request is {resource}/{name|*}/{metric}"
+    return _object_metric(version, parts, None, usage)
+
+
+def _object_metric(
+    version: str, parts: list[str], namespace: Namespace | None, usage: str
+) -> MetricPath:
+    """``{resource}/{name|*}/{metric}`` in ``namespace`` (None: cluster-scoped); anything
+    else is BadRequest with ``usage``."""
     if len(parts) != 3:
-        raise BadRequest("a cluster-scoped metric request is {resource}/{name|*}/{metric}")
+        raise BadRequest(usage)
     resource, name, metric = parts
     return MetricPath(
         version=version,
         resource=_resource(resource),
         name=_object_name(name),
         metric=_metric(metric),
+        namespace=namespace,
     )
 
 

@@ -202,6 +202,15 @@ def serve_command(port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def collector_command(scenario: Path, port: int, node: str) -> list[str]:
+    """argv that starts the GPU node collector from this interpreter, simulating ``node``
+    from the ``scenario`` file, on 127.0.0.1:``port``."""
+    return [
+        sys.executable, "-m", "collectors.gpu", "--simulate", str(scenario),
+        "--listen", f"127.0.0.1:{port}", "--node-name", node,
+    ]  # fmt: skip
+
+
 @dataclass
 class DemoStack:
     workdir: Path
@@ -339,20 +348,7 @@ class DemoStack:
             scenario.write_text(
                 yaml.safe_dump(gpu_scenario(node, [p for p in self.pods if p.ready], index))
             )
-            self._spawn(
-                f"collector-{node}",
-                [
-                    sys.executable,
-                    "-m",
-                    "collectors.gpu",
-                    "--simulate",
-                    str(scenario),
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                    "--node-name",
-                    node,
-                ],
-            )
+            self._spawn(f"collector-{node}", collector_command(scenario, port, node))
 
     def _start_adapter(self) -> None:
         argv = [

@@ -22,7 +22,8 @@ from kubernetes.aio.client.exceptions import ApiException
 from adapter.explain.report import object_resource
 from adapter.hpa.calculator import PodState
 from adapter.hpa.spec import MetricSpec, MetricType, ScaleTarget
-from adapter.kube.rest import open_request
+from adapter.kube.errors import KubeAPIError
+from adapter.kube.rest import open_request, parse_object
 
 GROUP = "/apis/custom.metrics.k8s.io/v1beta2"
 
@@ -54,12 +55,9 @@ async def get_json(
     if not 200 <= response.status < 300:
         raise ClusterError(_message(data, str(response.reason)), response.status)
     try:
-        body = json.loads(data)
-    except ValueError as e:
-        raise ClusterError(f"{path}: not JSON") from e
-    if not isinstance(body, dict):
-        raise ClusterError(f"{path}: not a JSON object")
-    return body
+        return parse_object(data, path)
+    except KubeAPIError as e:
+        raise ClusterError(str(e)) from e
 
 
 def _message(data: object, fallback: str) -> str:

@@ -22,7 +22,7 @@ The controller's memory (recommendations and scale events, per HPA) is the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from adapter.hpa.spec import HPASpec, PolicyType, ScalingPolicy, ScalingRules, SelectPolicy
@@ -318,19 +318,42 @@ def replicas_change_in_period(period_seconds: int, events: Sequence[ScaleEvent],
     return sum(event.change for event in events if event.timestamp > cutoff)
 
 
-def _period_starts(
+def _policy_limit(
     current: int,
     up_events: Sequence[ScaleEvent],
     down_events: Sequence[ScaleEvent],
     rules: ScalingRules,
     now: float,
-) -> Iterator[tuple[ScalingPolicy, int]]:
-    """Each policy with the replica count at the start of its period (current minus the
-    scale-ups plus the scale-downs recorded within it), as both limit functions need."""
+    *,
+    propose: Callable[[ScalingPolicy, int], int],
+    smallest: bool,
+) -> int:
+    """The loop both limit functions share: ``current`` when the select policy is Disabled;
+    otherwise the smallest (``smallest``) or the largest of ``propose(policy, start)`` over
+    the policies, starting from int32's far end as upstream does. ``start`` is the replica
+    count at the start of the policy's period: current minus the scale-ups plus the
+    scale-downs recorded within it."""
+    if rules.select_policy is SelectPolicy.DISABLED:
+        return current
+    result = _INT32_MAX if smallest else _INT32_MIN
     for policy in rules.policies:
         added = replicas_change_in_period(policy.period_seconds, up_events, now)
         deleted = replicas_change_in_period(policy.period_seconds, down_events, now)
-        yield policy, current - added + deleted
+        proposed = propose(policy, current - added + deleted)
+        result = min(result, proposed) if smallest else max(result, proposed)
+    return result
+
+
+def _scale_up_proposal(policy: ScalingPolicy, start: int) -> int:
+    if policy.type is PolicyType.PODS:
+        return start + policy.value
+    return math.ceil(start * (1 + policy.value / 100))
+
+
+def _scale_down_proposal(policy: ScalingPolicy, start: int) -> int:
+    if policy.type is PolicyType.PODS:
+        return start - policy.value
+    return int(start * (1 - policy.value / 100))  # Go: truncation toward zero
 
 
 def scale_up_limit(
@@ -340,18 +363,11 @@ def scale_up_limit(
     rules: ScalingRules,
     now: float,
 ) -> int:
-    """``calculateScaleUpLimitWithScalingRules``."""
-    if rules.select_policy is SelectPolicy.DISABLED:
-        return current
+    """``calculateScaleUpLimitWithScalingRules``: policy Min picks the smallest increase."""
     pick_min = rules.select_policy is SelectPolicy.MIN
-    result = _INT32_MAX if pick_min else _INT32_MIN
-    for policy, start in _period_starts(current, up_events, down_events, rules, now):
-        if policy.type is PolicyType.PODS:
-            proposed = start + policy.value
-        else:
-            proposed = math.ceil(start * (1 + policy.value / 100))
-        result = min(result, proposed) if pick_min else max(result, proposed)
-    return result
+    return _policy_limit(
+        current, up_events, down_events, rules, now, propose=_scale_up_proposal, smallest=pick_min
+    )
 
 
 def scale_down_limit(
@@ -361,15 +377,10 @@ def scale_down_limit(
     rules: ScalingRules,
     now: float,
 ) -> int:
-    """``calculateScaleDownLimitWithBehaviors``."""
-    if rules.select_policy is SelectPolicy.DISABLED:
-        return current
+    """``calculateScaleDownLimitWithBehaviors``: policy Min picks the smallest decrease,
+    that is the largest limit."""
     pick_min_change = rules.select_policy is SelectPolicy.MIN
-    result = _INT32_MIN if pick_min_change else _INT32_MAX
-    for policy, start in _period_starts(current, up_events, down_events, rules, now):
-        if policy.type is PolicyType.PODS:
-            proposed = start - policy.value
-        else:
-            proposed = int(start * (1 - policy.value / 100))  # Go: truncation toward zero
-        result = max(result, proposed) if pick_min_change else min(result, proposed)
-    return result
+    propose = _scale_down_proposal
+    return _policy_limit(
+        current, up_events, down_events, rules, now, propose=propose, smallest=not pick_min_change
+    )

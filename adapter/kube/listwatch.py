@@ -21,7 +21,7 @@ import aiohttp
 from kubernetes.aio import client
 
 from adapter.kube.errors import KubeAPIError, KubeUnavailable, error_from_status, translate
-from adapter.kube.rest import TRANSPORT_ERRORS, JSONObject, open_request, read_body
+from adapter.kube.rest import TRANSPORT_ERRORS, JSONObject, open_request, parse_object, read_body
 
 __all__ = ["JSONObject", "KubeListWatch", "ListWatchAPI", "Resource"]
 
@@ -79,33 +79,32 @@ class KubeListWatch:
         self._client = api_client
         self._request_timeout = float(request_timeout)
 
-    async def list(
-        self, *, resource: Resource, limit: int, continue_token: str | None
-    ) -> JSONObject:
-        query = [
-            *_selectors(resource),
-            ("limit", limit),
-            ("continue", continue_token),
-        ]
+    async def _open(
+        self, resource: Resource, query: list[tuple[str, Any]], request_timeout: float
+    ) -> aiohttp.ClientResponse:
+        """A GET of ``resource`` with its selectors and ``query``; the caller releases it."""
         try:
-            response = await open_request(
+            return await open_request(
                 self._client,
                 "GET",
                 resource.path,
-                query=query,
-                request_timeout=self._request_timeout,
+                query=[*_selectors(resource), *query],
+                request_timeout=request_timeout,
             )
-            async with response:
-                body = await response.read()
-                if response.status != 200:
-                    raise error_from_status(response.status, body)
         except TRANSPORT_ERRORS as e:
             raise translate(e) from e
-        try:
-            page = json.loads(body)
-        except ValueError as e:
-            raise KubeAPIError("the API server sent a list that is not JSON") from e
-        if not isinstance(page, dict) or not isinstance(page.get("items", []), list):
+
+    async def list(
+        self, *, resource: Resource, limit: int, continue_token: str | None
+    ) -> JSONObject:
+        query = [("limit", limit), ("continue", continue_token)]
+        response = await self._open(resource, query, self._request_timeout)
+        async with response:
+            body = await read_body(response)
+            if response.status != 200:
+                raise error_from_status(response.status, body)
+        page = parse_object(body, "a list")
+        if not isinstance(page.get("items", []), list):
             raise KubeAPIError("the API server sent a list without items")
         return page
 
@@ -113,22 +112,13 @@ class KubeListWatch:
         self, *, resource: Resource, resource_version: str, timeout_seconds: int
     ) -> AsyncGenerator[JSONObject, None]:
         query = [
-            *_selectors(resource),
             ("resourceVersion", resource_version),
             ("timeoutSeconds", timeout_seconds),
             ("allowWatchBookmarks", True),
             ("watch", True),
         ]
-        try:
-            response = await open_request(
-                self._client,
-                "GET",
-                resource.path,
-                query=query,
-                request_timeout=float(timeout_seconds) + self._request_timeout,
-            )
-        except TRANSPORT_ERRORS as e:
-            raise translate(e) from e
+        timeout = float(timeout_seconds) + self._request_timeout
+        response = await self._open(resource, query, timeout)
         async with response:
             if response.status != 200:
                 raise error_from_status(response.status, await read_body(response))

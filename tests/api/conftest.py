@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,38 +49,21 @@ def pod(
 RS = OwnerRef("apps/v1", "ReplicaSet", "web-7c9d5f6b8")
 SS = OwnerRef("apps/v1", "StatefulSet", "db")
 
+WEB_LABELS = {"app": "web", "pod-template-hash": "7c9d5f6b8"}
+
+
+def web(suffix: str, **state: Any) -> PodInfo:
+    """One of the ReplicaSet ``web-7c9d5f6b8``'s pods in ``ml``; ``state`` as for ``pod``."""
+    return pod(f"web-7c9d5f6b8-{suffix}", labels=dict(WEB_LABELS), owner=RS, **state)
+
+
 PODS = [
-    pod("web-7c9d5f6b8-aaaaa", labels={"app": "web", "pod-template-hash": "7c9d5f6b8"}, owner=RS),
-    pod(
-        "web-7c9d5f6b8-bbbbb",
-        labels={"app": "web", "pod-template-hash": "7c9d5f6b8"},
-        owner=RS,
-        node="gpu-node-2",
-    ),
-    pod(
-        "web-7c9d5f6b8-ccccc",
-        labels={"app": "web", "pod-template-hash": "7c9d5f6b8"},
-        owner=RS,
-        ready=False,
-    ),
-    pod(
-        "web-7c9d5f6b8-ddddd",
-        labels={"app": "web", "pod-template-hash": "7c9d5f6b8"},
-        owner=RS,
-        ready_since=NOW - 5,
-    ),
-    pod(
-        "web-7c9d5f6b8-eeeee",
-        labels={"app": "web", "pod-template-hash": "7c9d5f6b8"},
-        owner=RS,
-        phase="Succeeded",
-    ),
-    pod(
-        "web-7c9d5f6b8-fffff",
-        labels={"app": "web", "pod-template-hash": "7c9d5f6b8"},
-        owner=RS,
-        deleting=True,
-    ),
+    web("aaaaa"),
+    web("bbbbb", node="gpu-node-2"),
+    web("ccccc", ready=False),
+    web("ddddd", ready_since=NOW - 5),
+    web("eeeee", phase="Succeeded"),
+    web("fffff", deleting=True),
     pod("db-0", labels={"app": "db"}, owner=SS),
     pod("db-1", labels={"app": "db"}, owner=SS),
     pod("other-1", namespace="prod", labels={"app": "web"}),
@@ -121,23 +105,55 @@ def source() -> FakeSource:
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
+def app_parts(
+    source: FakeSource,
+    rules: dict[str, Any],
+    pods: list[PodInfo] | PodsFileIndex = PODS,
+    **wiring: Any,
+) -> Parts:
+    """The app's parts over ``pods`` at ``NOW``, with ``source`` serving both sources.
+
+    ``wiring`` sets the other ``Parts`` fields (middlewares, limits, diagnosers, ...).
+    """
+    catalogue = build_catalogue(rules, "<test>", {})
+    return Parts(
+        catalogue=lambda: catalogue,
+        pods=pods if isinstance(pods, PodsFileIndex) else PodsFileIndex(pods),
+        sources={"prometheus": source, "gpu": source},
+        clock=lambda: NOW,
+        registry=CollectorRegistry(),
+        **wiring,
+    )
+
+
+async def serve(aiohttp_client: Any, parts: Parts) -> TestClient[Any, Any]:
+    """The app over ``parts``, served on loopback by pytest-aiohttp."""
+    client: TestClient[Any, Any] = await aiohttp_client(build_app(parts))
+    return client
+
+
+async def exchange(port: int, data: bytes, *, wait: float = 30.0, size: int = -1) -> bytes:
+    """Send ``data`` on a fresh loopback connection; what comes back (``size`` bytes
+    at most, -1: until the server closes) within ``wait`` seconds."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(size), wait)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
 @pytest.fixture
 def make_client(aiohttp_client: Any, source: FakeSource) -> ClientFactory:
     async def make(
         pods: list[PodInfo] | None = None, rules: dict[str, Any] | None = None
     ) -> TestClient[Any, Any]:
-        catalogue = build_catalogue(rules if rules is not None else RULES, "<test>", {})
-        parts = Parts(
-            catalogue=lambda: catalogue,
-            pods=pods
-            if isinstance(pods, PodsFileIndex)
-            else PodsFileIndex(PODS if pods is None else pods),
-            sources={"prometheus": source, "gpu": source},
-            clock=lambda: NOW,
-            registry=CollectorRegistry(),
+        return await serve(
+            aiohttp_client,
+            app_parts(source, RULES if rules is None else rules, PODS if pods is None else pods),
         )
-        client: TestClient[Any, Any] = await aiohttp_client(build_app(parts))
-        return client
 
     return make
 

@@ -9,13 +9,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
 
 from adapter.api.explain import wants_explanation
-from adapter.app import Parts, build_app
-from adapter.kube.podsfile import PodsFileIndex
-from adapter.rulesfile import build_catalogue
-from tests.api.conftest import NOW, PODS, RULES, ClientFactory
+from tests.api.conftest import RULES, ClientFactory, app_parts, serve
 from tests.fakes.source import FakeSource
 
 Client = TestClient[Any, Any]
@@ -167,16 +163,8 @@ async def test_source_facts_and_reasons_come_from_its_diagnoser(
     aiohttp_client: Any, source: FakeSource
 ) -> None:
     del source.pod_values[("inference_latency_p95", "ml", "web-7c9d5f6b8-bbbbb")]
-    catalogue = build_catalogue(RULES, "<test>", {})
-    parts = Parts(
-        catalogue=lambda: catalogue,
-        pods=PodsFileIndex(PODS),
-        sources={"prometheus": source, "gpu": source},
-        clock=lambda: NOW,
-        registry=CollectorRegistry(),
-        diagnosers={"prometheus": FamilyDiagnoser()},
-    )
-    client = await aiohttp_client(build_app(parts))
+    parts = app_parts(source, RULES, diagnosers={"prometheus": FamilyDiagnoser()})
+    client = await serve(aiohttp_client, parts)
     body = await (await client.get(READ + "&explain=true")).json()
     assert body["rule"] == {
         "query": "sum by (namespace, pod) (inference_latency_p95)",

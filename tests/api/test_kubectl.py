@@ -8,13 +8,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from adapter.api.tls import ServingTLS
-from adapter.app import Parts, build_app
-from adapter.kube.podsfile import PodsFileIndex
-from adapter.rulesfile import build_catalogue
-from tests.api.conftest import NOW, PODS, RULES
+from adapter.app import build_app
+from tests.api.conftest import RULES, app_parts
 from tests.fakes.source import FakeSource
 from tests.support.kubectl import kubectl, write_kubeconfig
 
@@ -24,17 +21,7 @@ pytestmark = pytest.mark.kubectl
 @pytest.fixture
 async def kubeconfig(tmp_path: Path, source: FakeSource) -> AsyncIterator[Path]:
     tls = ServingTLS(cert_dir=tmp_path / "certs", hosts=("127.0.0.1", "localhost"))
-    catalogue = build_catalogue(RULES, "<test>", {})
-    app = build_app(
-        Parts(
-            catalogue=lambda: catalogue,
-            pods=PodsFileIndex(PODS),
-            sources={"prometheus": source, "gpu": source},
-            clock=lambda: NOW,
-            registry=CollectorRegistry(),
-        )
-    )
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(build_app(app_parts(source, RULES)))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.context)
     await site.start()

@@ -3,62 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from prometheus_client import CollectorRegistry
 
 from adapter.api.middleware import chain, inflight_limit_middleware
-from adapter.app import SERVER_LIMITS, Parts, build_app
-from adapter.core.model import MetricName, ObjectRef, Sample, Target
+from adapter.app import SERVER_LIMITS
 from adapter.core.selectors import Selector
-from adapter.kube.podsfile import PodsFileIndex
-from adapter.rulesfile import build_catalogue
-from tests.api.conftest import NOW, PODS
-from tests.fakes.source import FakeSource
+from tests.api.conftest import app_parts, exchange, serve
+from tests.fakes.source import FakeSource, GatedSource
 
 G = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/*/inference_latency_p95"
 
 
-class SlowSource(FakeSource):
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = asyncio.Event()
-        self.waiting = 0
-
-    async def fetch(
-        self, metric: MetricName, targets: Sequence[Target], metric_selector: Selector
-    ) -> Mapping[ObjectRef, Sample]:
-        self.waiting += 1
-        await self.release.wait()
-        return await super().fetch(metric, targets, metric_selector)
-
-
 async def make(aiohttp_client: Any, source: FakeSource, **limits: Any) -> TestClient[Any, Any]:
-    catalogue = build_catalogue({}, "<test>", {})
-    parts = Parts(
-        catalogue=lambda: catalogue,
-        pods=PodsFileIndex(PODS),
-        sources={"prometheus": source, "gpu": source},
-        clock=lambda: NOW,
-        registry=CollectorRegistry(),
+    parts = app_parts(
+        source,
+        {},
         middlewares=chain(budget=inflight_limit_middleware(2)),
         limits={**SERVER_LIMITS, **limits},
     )
-    client: TestClient[Any, Any] = await aiohttp_client(build_app(parts))
-    return client
+    return await serve(aiohttp_client, parts)
 
 
 async def raw(client: TestClient[Any, Any], request: bytes, wait: float = 5.0) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    writer.write(request)
-    await writer.drain()
-    try:
-        return await asyncio.wait_for(reader.read(4096), wait)
-    finally:
-        writer.close()
-        await writer.wait_closed()
+    assert client.port is not None  # set once the test server has started
+    return await exchange(client.port, request, wait=wait, size=4096)
 
 
 async def test_oversized_header_request_line_and_header_count_are_rejected(
@@ -82,7 +52,7 @@ async def test_oversized_header_request_line_and_header_count_are_rejected(
 
 
 async def test_requests_beyond_the_concurrency_limit_get_429_at_once(aiohttp_client: Any) -> None:
-    source = SlowSource()
+    source = GatedSource()
     client = await make(aiohttp_client, source)
     first = [asyncio.create_task(client.get(G)) for _ in range(2)]
     while source.waiting < 2:
@@ -112,21 +82,11 @@ async def test_a_slow_client_is_disconnected(aiohttp_client: Any) -> None:
     assert asyncio.get_running_loop().time() - started < 5.0
 
 
-class SelectorHangs(FakeSource):
+class SelectorHangs(GatedSource):
     """Reads with a metricLabelSelector wait (as on a hung Prometheus); others do not."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = asyncio.Event()
-        self.waiting = 0
-
-    async def fetch(
-        self, metric: MetricName, targets: Sequence[Target], metric_selector: Selector
-    ) -> Mapping[ObjectRef, Sample]:
-        if not metric_selector.empty:
-            self.waiting += 1
-            await self.release.wait()
-        return await super().fetch(metric, targets, metric_selector)
+    def holds(self, metric_selector: Selector) -> bool:
+        return not metric_selector.empty
 
 
 async def test_selector_reads_cannot_starve_discovery_or_snapshot_reads(

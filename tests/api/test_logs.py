@@ -7,7 +7,6 @@ unauthenticated client could flood the log.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -15,14 +14,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from prometheus_client import CollectorRegistry
 
 from adapter.api.logs import RateLimit
 from adapter.api.middleware import access_log_middleware, chain
-from adapter.app import Parts, build_app
-from adapter.kube.podsfile import PodsFileIndex
-from adapter.rulesfile import build_catalogue
-from tests.api.conftest import NOW, PODS
+from tests.api.conftest import app_parts, exchange, serve
 from tests.fakes.clock import FakeClock
 from tests.fakes.source import FakeSource
 
@@ -38,30 +33,9 @@ def test_rate_limit_lets_a_burst_through_then_one_line_per_refill() -> None:
     assert [limit.allow() for _ in range(4)] == [1, 0, 0, None]  # the bucket holds 3 at most
 
 
-async def send_raw(port: int, data: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(), 30)
-    finally:
-        writer.close()
-        await writer.wait_closed()
-
-
 async def make(aiohttp_client: Any) -> TestClient[Any, Any]:
-    catalogue = build_catalogue({}, "<test>", {})
-    source = FakeSource()
-    parts = Parts(
-        catalogue=lambda: catalogue,
-        pods=PodsFileIndex(PODS),
-        sources={"prometheus": source, "gpu": source},
-        clock=lambda: NOW,
-        registry=CollectorRegistry(),
-        middlewares=chain(access_log=access_log_middleware()),
-    )
-    client: TestClient[Any, Any] = await aiohttp_client(build_app(parts))
-    return client
+    parts = app_parts(FakeSource(), {}, middlewares=chain(access_log=access_log_middleware()))
+    return await serve(aiohttp_client, parts)
 
 
 MALFORMED = [
@@ -81,7 +55,7 @@ async def test_malformed_requests_are_logged_rate_limited_without_traceback(
     assert client.port is not None  # set once the test server has started
     with caplog.at_level(logging.DEBUG):
         for i in range(sent):
-            answer = await send_raw(client.port, MALFORMED[i % len(MALFORMED)])
+            answer = await exchange(client.port, MALFORMED[i % len(MALFORMED)])
             assert answer.startswith(b"HTTP/1.0 400 Bad Request") or answer.startswith(
                 b"HTTP/1.1 400 Bad Request"
             )

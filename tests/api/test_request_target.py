@@ -8,7 +8,6 @@ target), and the client got an ``APIResourceList`` with a garbled
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +17,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
 
 from adapter.api.middleware import (
     access_log_middleware,
@@ -27,15 +25,12 @@ from adapter.api.middleware import (
     inflight_limit_middleware,
 )
 from adapter.api.target import RequestTarget, parse_target
-from adapter.app import Parts, build_app
 from adapter.auth.authenticator import Authenticated, Authenticator, AuthRequest
 from adapter.auth.authorizer import Decision, RequestAttributes
 from adapter.auth.trust import TrustState
 from adapter.auth.user import UserInfo
 from adapter.core.errors import BadRequest
-from adapter.kube.podsfile import PodsFileIndex
-from adapter.rulesfile import build_catalogue
-from tests.api.conftest import NOW, PODS
+from tests.api.conftest import app_parts, exchange, serve
 from tests.fakes.source import FakeSource
 
 METRIC = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/%2A/inference_latency_p95"
@@ -80,33 +75,23 @@ async def served(
     logger.setLevel(logging.INFO)
     logger.propagate = False
     logger.addHandler(records)
-    catalogue = build_catalogue({}, "<test>", {})
-    parts = Parts(
-        catalogue=lambda: catalogue,
-        pods=PodsFileIndex(PODS),
-        sources={"prometheus": source, "gpu": source},
-        clock=lambda: NOW,
-        registry=CollectorRegistry(),
+    parts = app_parts(
+        source,
+        {},
         middlewares=chain(
             access_log=access_log_middleware(logger),
             budget=inflight_limit_middleware(10),
             auth=auth_middleware(AlwaysAlice(), authorizer),
         ),
     )
-    client: TestClient[Any, Any] = await aiohttp_client(build_app(parts))
+    client = await serve(aiohttp_client, parts)
     yield client, authorizer, records
     logger.removeHandler(records)
 
 
 async def raw(client: TestClient[Any, Any], head: bytes) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    try:
-        writer.write(head)
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), 30)
-    finally:
-        writer.close()
-        await writer.wait_closed()
+    assert client.port is not None  # set once the test server has started
+    data = await exchange(client.port, head)
     status_line, _, rest = data.partition(b"\r\n")
     return int(status_line.split(b" ")[1]), rest.partition(b"\r\n\r\n")[2]
 
@@ -258,13 +243,9 @@ async def test_a_401_closes_the_connection(
     served: tuple[TestClient[Any, Any], RecordingAuthorizer, Records],
 ) -> None:
     client, _, _ = served
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    try:
-        writer.write(b"GET /apis HTTP/1.1\r\nHost: a\r\n\r\n")  # keep-alive, no credentials
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), 30)  # returns only once the server closes
-    finally:
-        writer.close()
+    assert client.port is not None  # set once the test server has started
+    # keep-alive, no credentials; returns only once the server closes
+    data = await exchange(client.port, b"GET /apis HTTP/1.1\r\nHost: a\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
 
 

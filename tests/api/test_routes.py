@@ -10,26 +10,17 @@ from yarl import URL
 
 from adapter.kube.podsfile import PodsFileIndex
 from tests.api.conftest import ClientFactory
+from tests.fakes.kube_api import status_body as status
 from tests.fakes.source import FakeSource
 
 G = "/apis/custom.metrics.k8s.io"
 TS = "2027-01-15T07:59:50Z"
+TS_NS = "2027-01-15T07:59:59Z"  # the namespace metric's sample
+GPU: dict[str, Any] = {"metric": "gpu_utilization", "ts": "2027-01-15T07:59:58Z", "window": 10}
 WEB_A = "web-7c9d5f6b8-aaaaa"
 WEB_B = "web-7c9d5f6b8-bbbbb"
 
 Client = TestClient[Any, Any]
-
-
-def status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
 
 
 def item(
@@ -66,6 +57,12 @@ def item(
         "value": value,
         "selector": selector,
     }
+
+
+async def assert_serves(client: Client, version: str, path: str, *items: dict[str, Any]) -> None:
+    """GET ``path`` answers 200 with exactly ``items``, a MetricValueList of ``version``."""
+    code, body, _ = await get(client, path)
+    assert (code, body) == (200, value_list(version, list(items)))
 
 
 def value_list(version: str, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -189,40 +186,17 @@ async def test_content_negotiation(client: Client, accept: str, code: int) -> No
 async def test_pods_wildcard_serves_live_ready_matching_pods(
     client: Client, version: str, wildcard: str
 ) -> None:
-    code, body, _ = await get(
-        client,
-        f"{G}/{version}/namespaces/ml/pods/{wildcard}/inference_latency_p95?labelSelector=app%3Dweb",
+    path = (
+        f"{G}/{version}/namespaces/ml/pods/{wildcard}/inference_latency_p95?labelSelector=app%3Dweb"
     )
-    assert code == 200
-    assert body == value_list(
-        version,
-        [
-            item(version, "Pod", WEB_A, "235m"),
-            item(version, "Pod", WEB_B, "500m"),
-        ],
-    )
+    a, b = item(version, "Pod", WEB_A, "235m"), item(version, "Pod", WEB_B, "500m")
+    await assert_serves(client, version, path, a, b)
 
 
 @pytest.mark.parametrize("version", ["v1beta1", "v1beta2"])
 async def test_named_pod(client: Client, version: str) -> None:
-    code, body, _ = await get(client, f"{G}/{version}/namespaces/ml/pods/{WEB_A}/gpu_utilization")
-    assert (code, body) == (
-        200,
-        value_list(
-            version,
-            [
-                item(
-                    version,
-                    "Pod",
-                    WEB_A,
-                    "73250m",
-                    metric="gpu_utilization",
-                    ts="2027-01-15T07:59:58Z",
-                    window=10,
-                )
-            ],
-        ),
-    )
+    path = f"{G}/{version}/namespaces/ml/pods/{WEB_A}/gpu_utilization"
+    await assert_serves(client, version, path, item(version, "Pod", WEB_A, "73250m", **GPU))
 
 
 async def raw_get(client: Client, path: str) -> tuple[int, bytes, Any]:
@@ -294,34 +268,21 @@ async def test_discovery_bodies_end_in_a_newline_and_are_uncacheable(client: Cli
 async def test_deployment_object_metric_aggregates_eligible_pods_only(
     client: Client, version: str
 ) -> None:
-    code, body, _ = await get(
-        client, f"{G}/{version}/namespaces/ml/deployments.apps/web/inference_latency_p95"
-    )
-    assert (code, body) == (
-        200,
-        value_list(version, [item(version, "Deployment", "web", "367m", api_version="apps/v1")]),
-    )
+    path = f"{G}/{version}/namespaces/ml/deployments.apps/web/inference_latency_p95"
+    web = item(version, "Deployment", "web", "367m", api_version="apps/v1")
+    await assert_serves(client, version, path, web)
 
 
 async def test_statefulset_and_wildcard_workloads(client: Client) -> None:
-    code, body, _ = await get(
-        client, f"{G}/v1beta2/namespaces/ml/statefulsets.apps/*/inference_latency_p95"
-    )
-    assert (code, body) == (
-        200,
-        value_list("v1beta2", [item("v1beta2", "StatefulSet", "db", "2", api_version="apps/v1")]),
-    )
+    path = f"{G}/v1beta2/namespaces/ml/statefulsets.apps/*/inference_latency_p95"
+    db = item("v1beta2", "StatefulSet", "db", "2", api_version="apps/v1")
+    await assert_serves(client, "v1beta2", path, db)
 
 
 @pytest.mark.parametrize("version", ["v1beta1", "v1beta2"])
 async def test_nodes_are_root_scoped(client: Client, version: str) -> None:
     code, body, _ = await get(client, f"{G}/{version}/nodes/*/gpu_utilization")
-    node: dict[str, Any] = {
-        "metric": "gpu_utilization",
-        "namespace": "",
-        "ts": "2027-01-15T07:59:58Z",
-        "window": 10,
-    }
+    node: dict[str, Any] = {**GPU, "namespace": ""}
     assert (code, body) == (
         200,
         value_list(
@@ -332,34 +293,17 @@ async def test_nodes_are_root_scoped(client: Client, version: str) -> None:
             ],
         ),
     )
-    code, body, _ = await get(client, f"{G}/{version}/nodes/gpu-node-2/gpu_utilization")
-    assert (code, body) == (
-        200,
-        value_list(version, [item(version, "Node", "gpu-node-2", "50", **node)]),
-    )
+    path = f"{G}/{version}/nodes/gpu-node-2/gpu_utilization"
+    await assert_serves(client, version, path, item(version, "Node", "gpu-node-2", "50", **node))
 
 
 @pytest.mark.parametrize("version", ["v1beta1", "v1beta2"])
 async def test_namespace_metric(client: Client, version: str) -> None:
-    code, body, _ = await get(client, f"{G}/{version}/namespaces/ml/metrics/ns_requests")
-    assert (code, body) == (
-        200,
-        value_list(
-            version,
-            [
-                item(
-                    version,
-                    "Namespace",
-                    "ml",
-                    "3",
-                    metric="ns_requests",
-                    namespace="",
-                    ts="2027-01-15T07:59:59Z",
-                    window=None,
-                )
-            ],
-        ),
+    path = f"{G}/{version}/namespaces/ml/metrics/ns_requests"
+    ns = item(
+        version, "Namespace", "ml", "3", metric="ns_requests", namespace="", ts=TS_NS, window=None
     )
+    await assert_serves(client, version, path, ns)
 
 
 async def test_root_scoped_pods_span_namespaces(client: Client) -> None:

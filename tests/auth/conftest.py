@@ -37,7 +37,7 @@ from adapter.kube.listwatch import KubeListWatch
 from adapter.kube.reviews import KubeReviews
 from adapter.settings import AuthSettings
 from tests.fakes.clock import FakeClock
-from tests.fakes.kube_auth_api import KubeAuthState, serve_auth_api
+from tests.fakes.kube_auth_api import KubeAuthState, authentication_data, serve_auth_api
 
 
 @dataclass
@@ -49,12 +49,10 @@ class PKI:
 
     def configmap(self, client_ca: trustme.CA | None = None) -> dict[str, str]:
         return {
-            "client-ca-file": (client_ca or self.client_ca).cert_pem.bytes().decode(),
-            "requestheader-client-ca-file": self.proxy_ca.cert_pem.bytes().decode(),
-            "requestheader-allowed-names": '["front-proxy-client"]',
-            "requestheader-username-headers": '["X-Remote-User"]',
-            "requestheader-group-headers": '["X-Remote-Group"]',
-            "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
+            **authentication_data(
+                self.proxy_ca.cert_pem.bytes().decode(),
+                (client_ca or self.client_ca).cert_pem.bytes().decode(),
+            ),
             "requestheader-uid-headers": '["X-Remote-Uid"]',
         }
 

@@ -8,6 +8,16 @@ import pytest
 from tests.auth.conftest import PKI, Server
 
 METRIC = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/%2A/latency_p95"
+# The SubjectAccessReview's resourceAttributes for a read of METRIC.
+METRIC_REVIEWED = {
+    "group": "custom.metrics.k8s.io",
+    "version": "v1beta2",
+    "resource": "pods",
+    "subresource": "latency_p95",
+    "name": "*",
+    "namespace": "ml",
+    "verb": "get",
+}
 
 
 async def test_no_certificate_no_token_is_401(server: Server, pki: PKI) -> None:
@@ -45,15 +55,7 @@ async def test_allowed_front_proxy_asserts_user_groups_extra_uid(server: Server,
     assert (body["uid"], body["authn"], body["authz"]) == ("u-1", "front-proxy", "review")
     spec = server.fake.reviews[-1]
     assert (spec["user"], spec["uid"]) == ("jane", "u-1")
-    assert spec["resourceAttributes"] == {
-        "group": "custom.metrics.k8s.io",
-        "version": "v1beta2",
-        "resource": "pods",
-        "subresource": "latency_p95",
-        "name": "*",
-        "namespace": "ml",
-        "verb": "get",
-    }
+    assert spec["resourceAttributes"] == METRIC_REVIEWED
 
 
 async def test_repeated_group_headers_are_all_kept(server: Server, pki: PKI) -> None:
@@ -133,15 +135,7 @@ async def test_explain_is_reviewed_exactly_as_the_read_it_explains(
     jane = {"X-Remote-User": "jane"}
     status, _ = await server.get(pki, METRIC + "?explain=true", cert=cert, headers=jane)
     assert status == 200
-    assert server.fake.reviews[-1]["resourceAttributes"] == {
-        "group": "custom.metrics.k8s.io",
-        "version": "v1beta2",
-        "resource": "pods",
-        "subresource": "latency_p95",
-        "name": "*",
-        "namespace": "ml",
-        "verb": "get",
-    }
+    assert server.fake.reviews[-1]["resourceAttributes"] == METRIC_REVIEWED
     # The read itself is then allowed from the same cache entry: the very same decision.
     status, body = await server.get(pki, METRIC, cert=cert, headers=jane)
     assert (status, body["authz"]) == (200, "cache")

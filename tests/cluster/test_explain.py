@@ -17,9 +17,7 @@ from typing import Any
 from tests.cluster.conftest import Cluster, Scenario, wait_for
 from tests.cluster.test_hpa import (
     DEPLOYMENT,
-    _create,
-    _deployment,
-    _hpa,
+    _deploy,
     _hpa_status,
     _pods_metric,
     _replicas,
@@ -74,10 +72,7 @@ def _settled(cluster: Cluster, namespace: str, replicas: int) -> dict[str, Any]:
 
 def test_explain_equals_the_controller_up_hold_and_down(cluster: Cluster, workload: str) -> None:
     scenario = Scenario(workload, queue_total=45)
-    cluster.fleet.set(scenario)
-    _create(cluster, workload, "Deployment", _deployment(2))
-    _create(cluster, workload, "HorizontalPodAutoscaler",
-            _hpa(_pods_metric("inference_queue_depth", "10"), 1, 10))  # fmt: skip
+    _deploy(cluster, workload, scenario, _pods_metric("inference_queue_depth", "10"), 10)
 
     # scale-up from 2: explain's proposal, then what the controller sets
     assert _explained_desired(cluster, workload, 45_000) == 5

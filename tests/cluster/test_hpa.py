@@ -84,6 +84,16 @@ def _create(cluster: Cluster, namespace: str, kind: str, body: dict[str, Any]) -
     cluster.plane.request("POST", path, body)
 
 
+def _deploy(
+    cluster: Cluster, namespace: str, scenario: Scenario, metric: dict[str, Any], high: int
+) -> None:
+    """``scenario`` on the fleet, a Deployment of 2 replicas and an HPA on ``metric`` that
+    scales it between 1 and ``high`` at once (no stabilization)."""
+    cluster.fleet.set(scenario)
+    _create(cluster, namespace, "Deployment", _deployment(2))
+    _create(cluster, namespace, "HorizontalPodAutoscaler", _hpa(metric, 1, high))
+
+
 def _replicas(cluster: Cluster, namespace: str) -> int:
     deployment = cluster.plane.request(
         "GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{DEPLOYMENT}"
@@ -148,10 +158,7 @@ def test_queue_depth_scales_up_and_down(cluster: Cluster, workload: str) -> None
     """45 queued requests spread over the Ready pods, target 10 per pod: ceil(4.5) = 5 pods
     (9 each: inside the tolerance, so it stays); then 12: ceil(1.2) = 2 pods (6 each)."""
     scenario = Scenario(workload, queue_total=45)
-    cluster.fleet.set(scenario)
-    _create(cluster, workload, "Deployment", _deployment(2))
-    _create(cluster, workload, "HorizontalPodAutoscaler",
-            _hpa(_pods_metric("inference_queue_depth", "10"), 1, 10))  # fmt: skip
+    _deploy(cluster, workload, scenario, _pods_metric("inference_queue_depth", "10"), 10)
     _scale_and_read(cluster, workload, 5, 9.0)
     scenario.queue_total = 12
     _scale_and_read(cluster, workload, 2, 6.0)
@@ -160,10 +167,7 @@ def test_queue_depth_scales_up_and_down(cluster: Cluster, workload: str) -> None
 def test_latency_p95_per_pod_scales_up_and_down(cluster: Cluster, workload: str) -> None:
     """p95 1.975 s against 1 s from 2 pods: ceil(3.95) = 4 (the maximum); 0.49 s: down to 1."""
     scenario = Scenario(workload, latency=1.75)
-    cluster.fleet.set(scenario)
-    _create(cluster, workload, "Deployment", _deployment(2))
-    _create(cluster, workload, "HorizontalPodAutoscaler",
-            _hpa(_pods_metric("inference_latency_p95", "1"), 1, 4))  # fmt: skip
+    _deploy(cluster, workload, scenario, _pods_metric("inference_latency_p95", "1"), 4)
     _scale_and_read(cluster, workload, 4, HIGH_P95, tolerance=0.002)
     scenario.latency = 0.4
     _scale_and_read(cluster, workload, 1, LOW_P95, tolerance=0.002)
@@ -172,8 +176,6 @@ def test_latency_p95_per_pod_scales_up_and_down(cluster: Cluster, workload: str)
 def test_fleet_p95_of_the_deployment_scales_up_and_down(cluster: Cluster, workload: str) -> None:
     """The Object metric: the Deployment's p95 over its pods' merged histograms."""
     scenario = Scenario(workload, latency=1.75)
-    cluster.fleet.set(scenario)
-    _create(cluster, workload, "Deployment", _deployment(2))
     metric = {
         "type": "Object",
         "object": {
@@ -182,7 +184,7 @@ def test_fleet_p95_of_the_deployment_scales_up_and_down(cluster: Cluster, worklo
             "target": {"type": "Value", "value": "1"},
         },
     }
-    _create(cluster, workload, "HorizontalPodAutoscaler", _hpa(metric, 1, 4))
+    _deploy(cluster, workload, scenario, metric, 4)
     _scale_and_read(cluster, workload, 4, HIGH_P95, tolerance=0.002)
     scenario.latency = 0.4
     _scale_and_read(cluster, workload, 1, LOW_P95, tolerance=0.002)
@@ -191,10 +193,7 @@ def test_fleet_p95_of_the_deployment_scales_up_and_down(cluster: Cluster, worklo
 def test_gpu_utilization_scales_up_and_down(cluster: Cluster, workload: str) -> None:
     """80 % against 50 from 2 pods: ceil(3.2) = 4 (the maximum); 10 %: down to 1."""
     scenario = Scenario(workload, gpu=80)
-    cluster.fleet.set(scenario)
-    _create(cluster, workload, "Deployment", _deployment(2))
-    _create(cluster, workload, "HorizontalPodAutoscaler",
-            _hpa(_pods_metric("gpu_utilization", "50"), 1, 4))  # fmt: skip
+    _deploy(cluster, workload, scenario, _pods_metric("gpu_utilization", "50"), 4)
     _scale_and_read(cluster, workload, 4, 80.0)
     scenario.gpu = 10
     _scale_and_read(cluster, workload, 1, 10.0)

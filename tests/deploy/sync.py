@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -67,34 +69,34 @@ def with_cluster(expr: str) -> str:
     return _SERIES.sub(one, expr)
 
 
-def _panel(
-    pid: int,
-    title: str,
-    targets: list[tuple[str, str]],
-    unit: str,
-    x: int,
-    y: int,
-    w: int = 12,
-    h: int = 8,
-    description: str = "",
-    units: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """A timeseries panel; ``unit`` for every query, ``units`` (refId -> unit) where one differs."""
+@dataclass(frozen=True)
+class Panel:
+    """A timeseries panel's content; ``unit`` for every query, ``units`` (refId -> unit)
+    where one differs. Where it stands is the layout's business (``_layout``)."""
+
+    title: str
+    targets: list[tuple[str, str]]
+    unit: str
+    description: str = ""
+    units: dict[str, str] = field(default_factory=dict)
+
+
+def _panel(pid: int, panel: Panel, x: int, y: int, w: int, h: int = 8) -> dict[str, Any]:
     overrides = [
         {
             "matcher": {"id": "byFrameRefID", "options": ref},
             "properties": [{"id": "unit", "value": value}],
         }
-        for ref, value in sorted((units or {}).items())
+        for ref, value in sorted(panel.units.items())
     ]
     return {
         "id": pid,
         "type": "timeseries",
-        "title": title,
-        "description": description,
+        "title": panel.title,
+        "description": panel.description,
         "datasource": DS,
         "gridPos": {"x": x, "y": y, "w": w, "h": h},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": overrides},
+        "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": overrides},
         "options": {
             "legend": {"displayMode": "table", "placement": "bottom"},
             "tooltip": {"mode": "multi"},
@@ -106,7 +108,7 @@ def _panel(
                 "expr": with_cluster(expr),
                 "legendFormat": legend,
             }
-            for i, (expr, legend) in enumerate(targets)
+            for i, (expr, legend) in enumerate(panel.targets)
         ],
     }
 
@@ -122,271 +124,224 @@ def _row(pid: int, title: str, y: int) -> dict[str, Any]:
     }
 
 
-def dashboard() -> dict[str, Any]:
+def _layout(sections: list[tuple[str, list[list[Panel]]]]) -> list[dict[str, Any]]:
+    """Grafana panels: each section a row header over lines of panels 8 high, the panels
+    of a line side by side in equal widths of the 24 columns; ids numbered from 1."""
     panels: list[dict[str, Any]] = []
-    pid = iter(range(1, 100))
+    pid = count(1)
     y = 0
-    panels.append(_row(next(pid), "What the HPA sees", y))
-    y += 1
-    for i, (metric, unit) in enumerate(SERVED):
-        panels.append(
-            _panel(
-                next(pid),
-                f"{metric}: served per pod vs HPA target",
+    for title, lines in sections:
+        panels.append(_row(next(pid), title, y))
+        y += 1
+        for line in lines:
+            width = 24 // len(line)
+            panels += [_panel(next(pid), p, width * i, y, width) for i, p in enumerate(line)]
+            y += 8
+    return panels
+
+
+def dashboard() -> dict[str, Any]:
+    served = [
+        Panel(
+            f"{metric}: served per pod vs HPA target",
+            [
+                (
+                    f'max by (namespace, name) (adapter_served_value{{metric="{metric}",kind="Pod",{NS}}})',
+                    "{{namespace}}/{{name}}",
+                ),
+                (
+                    f'max by (namespace, horizontalpodautoscaler) (kube_horizontalpodautoscaler_spec_target_metric{{metric_name="{metric}",{NS}}})',
+                    "target {{namespace}}/{{horizontalpodautoscaler}}",
+                ),
+            ],
+            unit,
+            description="The last value the adapter served for each pod (adapter_served_value) "
+            "and the HPA's target from kube-state-metrics. Pods omitted (not Ready, warming up, "
+            "no value) have no line.",
+        )
+        for metric, unit in SERVED
+    ]
+    hpa_sees = [
+        served,
+        [
+            Panel(
+                "Values served and age of the samples behind them",
                 [
                     (
-                        f'max by (namespace, name) (adapter_served_value{{metric="{metric}",kind="Pod",{NS}}})',
-                        "{{namespace}}/{{name}}",
+                        "sum by (metric) (rate(adapter_values_served_total[$__rate_interval]))",
+                        "served/s {{metric}}",
                     ),
                     (
-                        f'max by (namespace, horizontalpodautoscaler) (kube_horizontalpodautoscaler_spec_target_metric{{metric_name="{metric}",{NS}}})',
-                        "target {{namespace}}/{{horizontalpodautoscaler}}",
+                        f"max by (metric) (adapter_served_sample_age_seconds{{{NS}}})",
+                        "max sample age {{metric}}",
                     ),
                 ],
-                unit,
-                x=8 * i,
-                y=y,
-                w=8,
-                description="The last value the adapter served for each pod (adapter_served_value) "
-                "and the HPA's target from kube-state-metrics. Pods omitted (not Ready, warming up, "
-                "no value) have no line.",
-            )
-        )
-    y += 8
-    panels.append(
-        _panel(
-            next(pid),
-            "Values served and age of the samples behind them",
-            [
-                (
-                    "sum by (metric) (rate(adapter_values_served_total[$__rate_interval]))",
-                    "served/s {{metric}}",
-                ),
-                (
-                    f"max by (metric) (adapter_served_sample_age_seconds{{{NS}}})",
-                    "max sample age {{metric}}",
-                ),
-            ],
-            "ops",
-            x=0,
-            y=y,
-            units={"B": "s"},
-        )
-    )
-    panels.append(
-        _panel(
-            next(pid),
-            "Pods omitted by reason",
-            [
-                (
-                    "sum by (metric, reason) (rate(adapter_pods_omitted_total[$__rate_interval]))",
-                    "{{metric}} {{reason}}",
-                )
-            ],
-            "ops",
-            x=12,
-            y=y,
-            description="Never served as zero: not_ready, warming_up (serving.warmup), no_value "
-            "(no sample, NaN or stale).",
-        )
-    )
-    y += 8
-    panels.append(_row(next(pid), "Workload signals", y))
-    y += 1
-    panels.append(
-        _panel(
-            next(pid),
-            "Inference latency p50 / p95 per pod",
-            [
-                (
-                    f"histogram_quantile(0.95, sum by (le, namespace, pod) (rate(inference_duration_seconds_bucket{{{NS}}}[2m])))",
-                    "p95 {{namespace}}/{{pod}}",
-                ),
-                (
-                    f"histogram_quantile(0.5, sum by (le, namespace, pod) (rate(inference_duration_seconds_bucket{{{NS}}}[2m])))",
-                    "p50 {{namespace}}/{{pod}}",
-                ),
-            ],
-            "s",
-            x=0,
-            y=y,
-            w=8,
-        )
-    )
-    panels.append(
-        _panel(
-            next(pid),
-            "Queue depth per pod",
-            [(f"sum by (namespace, pod) (inference_queue_depth{{{NS}}})", "{{namespace}}/{{pod}}")],
-            "short",
-            x=8,
-            y=y,
-            w=8,
-        )
-    )
-    panels.append(
-        _panel(
-            next(pid),
-            "GPU utilization per pod",
-            [
-                (
-                    f"max by (namespace, pod) (gpu_collector_pod_gpu_utilization_percent{{{NS}}})",
-                    "{{namespace}}/{{pod}}",
-                )
-            ],
-            "percent",
-            x=16,
-            y=y,
-            w=8,
-        )
-    )
-    y += 8
-    panels.append(
-        _panel(
-            next(pid),
-            "GPU utilization per GPU",
-            [
-                (
-                    "max by (node, gpu, uuid) (gpu_collector_gpu_utilization_percent)",
-                    "{{node}} GPU {{gpu}}",
-                ),
-                (
-                    "max by (node, gpu, mig_index) (gpu_collector_mig_utilization_percent)",
-                    "{{node}} GPU {{gpu}} MIG {{mig_index}}",
-                ),
-            ],
-            "percent",
-            x=0,
-            y=y,
-        )
-    )
-    panels.append(
-        _panel(
-            next(pid),
-            "GPU memory used per GPU",
-            [
-                (
-                    "max by (node, gpu) (gpu_collector_gpu_memory_used_bytes) / max by (node, gpu) (gpu_collector_gpu_memory_total_bytes)",
-                    "{{node}} GPU {{gpu}}",
-                )
-            ],
-            "percentunit",
-            x=12,
-            y=y,
-        )
-    )
-    y += 8
-    panels.append(_row(next(pid), "Adapter health", y))
-    y += 1
-    panels.append(
-        _panel(
-            next(pid),
-            "Adapter requests by route and code",
-            [
-                (
-                    "sum by (route, code) (rate(adapter_http_requests_total[$__rate_interval]))",
-                    "{{route}} {{code}}",
-                )
-            ],
-            "reqps",
-            x=0,
-            y=y,
-            w=8,
-        )
-    )
-    panels.append(
-        _panel(
-            next(pid),
-            "Adapter request latency",
-            [
-                (
-                    "histogram_quantile(0.99, sum by (le, route) (rate(adapter_http_request_duration_seconds_bucket[$__rate_interval])))",
-                    "p99 {{route}}",
-                ),
-                (
-                    "histogram_quantile(0.5, sum by (le, route) (rate(adapter_http_request_duration_seconds_bucket[$__rate_interval])))",
-                    "p50 {{route}}",
-                ),
-            ],
-            "s",
-            x=8,
-            y=y,
-            w=8,
-        )
-    )
-    panels.append(
-        _panel(
-            next(pid),
-            "Snapshot age",
-            [
-                (
-                    "max by (metric) (adapter_prometheus_snapshot_age_seconds)",
-                    "prometheus {{metric}}",
-                ),
-                ("max by (node) (adapter_gpu_snapshot_age_seconds)", "gpu {{node}}"),
-            ],
-            "s",
-            x=16,
-            y=y,
-            w=8,
-        )
-    )
-    y += 8
-    panels.append(
-        _panel(
-            next(pid),
-            "Prometheus queries: latency and errors",
-            [
-                (
-                    "histogram_quantile(0.99, sum by (le, metric) (rate(adapter_prometheus_query_duration_seconds_bucket[$__rate_interval])))",
-                    "p99 {{metric}}",
-                ),
-                (
-                    "sum by (metric) (rate(adapter_prometheus_query_errors_total[$__rate_interval]))",
-                    "errors/s {{metric}}",
-                ),
-            ],
-            "s",
-            x=0,
-            y=y,
-            w=8,
-            units={"B": "ops"},
-        )
-    )
-    panels.append(
-        _panel(
-            next(pid),
-            "GPU collectors",
-            [
-                ("max by (state) (adapter_gpu_collectors)", "{{state}}"),
-                (
-                    "sum by (reason) (rate(adapter_gpu_pull_errors_total[$__rate_interval]))",
-                    "pull errors/s {{reason}}",
-                ),
-                ("max(adapter_gpu_pods)", "pods with GPU values"),
-            ],
-            "short",
-            x=8,
-            y=y,
-            w=8,
-            units={"B": "ops"},
-        )
-    )
-    panels.append(
-        _panel(
-            next(pid),
-            "NVML errors",
-            [
-                (
-                    "sum by (node, gpu, kind) (rate(gpu_collector_nvml_errors_total[$__rate_interval]))",
-                    "{{node}} GPU {{gpu}} {{kind}}",
-                )
-            ],
-            "ops",
-            x=16,
-            y=y,
-            w=8,
-        )
+                "ops",
+                units={"B": "s"},
+            ),
+            Panel(
+                "Pods omitted by reason",
+                [
+                    (
+                        "sum by (metric, reason) (rate(adapter_pods_omitted_total[$__rate_interval]))",
+                        "{{metric}} {{reason}}",
+                    )
+                ],
+                "ops",
+                description="Never served as zero: not_ready, warming_up (serving.warmup), no_value "
+                "(no sample, NaN or stale).",
+            ),
+        ],
+    ]
+    workload = [
+        [
+            Panel(
+                "Inference latency p50 / p95 per pod",
+                [
+                    (
+                        f"histogram_quantile(0.95, sum by (le, namespace, pod) (rate(inference_duration_seconds_bucket{{{NS}}}[2m])))",
+                        "p95 {{namespace}}/{{pod}}",
+                    ),
+                    (
+                        f"histogram_quantile(0.5, sum by (le, namespace, pod) (rate(inference_duration_seconds_bucket{{{NS}}}[2m])))",
+                        "p50 {{namespace}}/{{pod}}",
+                    ),
+                ],
+                "s",
+            ),
+            Panel(
+                "Queue depth per pod",
+                [
+                    (
+                        f"sum by (namespace, pod) (inference_queue_depth{{{NS}}})",
+                        "{{namespace}}/{{pod}}",
+                    )
+                ],
+                "short",
+            ),
+            Panel(
+                "GPU utilization per pod",
+                [
+                    (
+                        f"max by (namespace, pod) (gpu_collector_pod_gpu_utilization_percent{{{NS}}})",
+                        "{{namespace}}/{{pod}}",
+                    )
+                ],
+                "percent",
+            ),
+        ],
+        [
+            Panel(
+                "GPU utilization per GPU",
+                [
+                    (
+                        "max by (node, gpu, uuid) (gpu_collector_gpu_utilization_percent)",
+                        "{{node}} GPU {{gpu}}",
+                    ),
+                    (
+                        "max by (node, gpu, mig_index) (gpu_collector_mig_utilization_percent)",
+                        "{{node}} GPU {{gpu}} MIG {{mig_index}}",
+                    ),
+                ],
+                "percent",
+            ),
+            Panel(
+                "GPU memory used per GPU",
+                [
+                    (
+                        "max by (node, gpu) (gpu_collector_gpu_memory_used_bytes) / max by (node, gpu) (gpu_collector_gpu_memory_total_bytes)",
+                        "{{node}} GPU {{gpu}}",
+                    )
+                ],
+                "percentunit",
+            ),
+        ],
+    ]
+    health = [
+        [
+            Panel(
+                "Adapter requests by route and code",
+                [
+                    (
+                        "sum by (route, code) (rate(adapter_http_requests_total[$__rate_interval]))",
+                        "{{route}} {{code}}",
+                    )
+                ],
+                "reqps",
+            ),
+            Panel(
+                "Adapter request latency",
+                [
+                    (
+                        "histogram_quantile(0.99, sum by (le, route) (rate(adapter_http_request_duration_seconds_bucket[$__rate_interval])))",
+                        "p99 {{route}}",
+                    ),
+                    (
+                        "histogram_quantile(0.5, sum by (le, route) (rate(adapter_http_request_duration_seconds_bucket[$__rate_interval])))",
+                        "p50 {{route}}",
+                    ),
+                ],
+                "s",
+            ),
+            Panel(
+                "Snapshot age",
+                [
+                    (
+                        "max by (metric) (adapter_prometheus_snapshot_age_seconds)",
+                        "prometheus {{metric}}",
+                    ),
+                    ("max by (node) (adapter_gpu_snapshot_age_seconds)", "gpu {{node}}"),
+                ],
+                "s",
+            ),
+        ],
+        [
+            Panel(
+                "Prometheus queries: latency and errors",
+                [
+                    (
+                        "histogram_quantile(0.99, sum by (le, metric) (rate(adapter_prometheus_query_duration_seconds_bucket[$__rate_interval])))",
+                        "p99 {{metric}}",
+                    ),
+                    (
+                        "sum by (metric) (rate(adapter_prometheus_query_errors_total[$__rate_interval]))",
+                        "errors/s {{metric}}",
+                    ),
+                ],
+                "s",
+                units={"B": "ops"},
+            ),
+            Panel(
+                "GPU collectors",
+                [
+                    ("max by (state) (adapter_gpu_collectors)", "{{state}}"),
+                    (
+                        "sum by (reason) (rate(adapter_gpu_pull_errors_total[$__rate_interval]))",
+                        "pull errors/s {{reason}}",
+                    ),
+                    ("max(adapter_gpu_pods)", "pods with GPU values"),
+                ],
+                "short",
+                units={"B": "ops"},
+            ),
+            Panel(
+                "NVML errors",
+                [
+                    (
+                        "sum by (node, gpu, kind) (rate(gpu_collector_nvml_errors_total[$__rate_interval]))",
+                        "{{node}} GPU {{gpu}} {{kind}}",
+                    )
+                ],
+                "ops",
+            ),
+        ],
+    ]
+    panels = _layout(
+        [
+            ("What the HPA sees", hpa_sees),
+            ("Workload signals", workload),
+            ("Adapter health", health),
+        ]
     )
     return {
         "uid": "inference-metrics-adapter",

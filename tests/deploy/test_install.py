@@ -128,10 +128,15 @@ def test_one_images_entry_in_an_overlay_sets_both_workloads() -> None:
     assert {c["imagePullPolicy"] for c in _containers(docs)} == {"IfNotPresent"}
 
 
-def test_readme_says_how_to_build_and_push_the_image() -> None:
+def _readme_section(heading: str) -> str:
+    """deploy/README.md from ``heading`` to the next ``## `` heading."""
     readme = (DEPLOY.parent / "README.md").read_text()
-    section = readme[readme.index("### The image") :]
-    section = section[: section.index("\n## ")]
+    section = readme[readme.index(heading) :]
+    return section[: section.index("\n## ")]
+
+
+def test_readme_says_how_to_build_and_push_the_image() -> None:
+    section = _readme_section("### The image")
     for needle in (
         "docker build -t",
         "docker push",
@@ -349,9 +354,7 @@ def test_cluster_scoped_names_are_ours() -> None:
 
 
 def test_readme_explains_replacing_prometheus_adapter() -> None:
-    readme = (DEPLOY.parent / "README.md").read_text()
-    section = readme[readme.index("## Replacing prometheus-adapter") :]
-    section = section[: section.index("\n## ")]
+    section = _readme_section("## Replacing prometheus-adapter")
     for needle in (
         "kubectl get apiservice v1beta1.custom.metrics.k8s.io",
         "kubectl apply --server-side --force-conflicts -k",

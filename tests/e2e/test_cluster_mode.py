@@ -9,12 +9,9 @@ client playing the aggregator's front proxy.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,21 +20,18 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
-import yaml
 
-from adapter.demo.stack import DemoPod, free_port, gpu_scenario, serve_command
-from tests.fakes.kube_api import FakeKubeServer, make_pod
-from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes
+from adapter.demo.stack import collector_command, free_port
+from tests.e2e.conftest import wait_until
+from tests.fakes.kube_api import FakeKubeServer
+from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes, authentication_data
 from tests.support.kubectl import kubectl, write_kubeconfig
+from tests.support.llm_scene import kube_pods, start_adapter, write_gpu_scenario
 
 pytestmark = [pytest.mark.kubectl, pytest.mark.timeout(180)]
 G = "/apis/custom.metrics.k8s.io/v1beta2"
 GPU_READ = f"{G}/namespaces/ml/pods/%2A/gpu_utilization?labelSelector=app%3Dllm"
 HPA_USER = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
-PODS = [
-    DemoPod("llm-0", "gpu-node-1", "10.0.0.11", "11111111-0000-4000-8000-000000000001"),
-    DemoPod("llm-1", "gpu-node-1", "10.0.0.12", "11111111-0000-4000-8000-000000000002"),
-]
 
 
 @dataclass
@@ -63,16 +57,6 @@ class Cluster:
         return context
 
 
-async def wait_until(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.3)
-
-
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     client_ca, front_ca = trustme.CA(), trustme.CA()
@@ -83,14 +67,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
     auth = KubeAuthState()
     auth.set_configmap(
-        {
-            "client-ca-file": client_ca.cert_pem.bytes().decode(),
-            "requestheader-client-ca-file": front_ca.cert_pem.bytes().decode(),
-            "requestheader-allowed-names": '["front-proxy-client"]',
-            "requestheader-username-headers": '["X-Remote-User"]',
-            "requestheader-group-headers": '["X-Remote-Group"]',
-            "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
-        }
+        authentication_data(front_ca.cert_pem.bytes().decode(), client_ca.cert_pem.bytes().decode())
     )
     auth.tokens["hpa-token"] = {"username": HPA_USER, "groups": ["system:serviceaccounts"]}
     auth.allow(HPA_USER)
@@ -98,65 +75,27 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
     fake = FakeKubeServer(extensions=[lambda app: add_auth_routes(app, auth)])
     collector_port = free_port()
-    for pod in PODS:
-        fake.state.add_pod(
-            make_pod(
-                "ml",
-                pod.name,
-                labels={"app": "llm"},
-                node=pod.node,
-                pod_ip=pod.ip,
-                uid=pod.uid,
-                ready_since="2024-05-01T12:00:30Z",
-            )
-        )
-    fake.state.add_pod(
-        make_pod(
-            "inference-metrics",
-            "gpu-collector-x1",
-            labels={"app.kubernetes.io/name": "gpu-collector"},
-            node="gpu-node-1",
-            pod_ip="127.0.0.1",
-        )
-    )
+    for pod in kube_pods():
+        fake.state.add_pod(pod)
     await fake.start()
-    scenario = tmp_path / "gpu.yaml"
-    scenario.write_text(yaml.safe_dump(gpu_scenario("gpu-node-1", PODS, 0)))
+    scenario = write_gpu_scenario(tmp_path / "gpu.yaml")
     collector = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "collectors.gpu",
-            "--simulate",
-            str(scenario),
-            "--listen",
-            f"127.0.0.1:{collector_port}",
-            "--node-name",
-            "gpu-node-1",
-        ],
+        collector_command(scenario, collector_port, "gpu-node-1"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    port = free_port()
+    kubeconfig = fake.write_kubeconfig(tmp_path / "adapter-kubeconfig")
+    adapter, port = start_adapter(
+        tmp_path,
+        kubeconfig,
+        "--prometheus-url",
+        "http://127.0.0.1:9",
+        "--gpu-collector-port",
+        str(collector_port),
+        "--gpu-pull-interval",
+        "500ms",
+    )
     log = tmp_path / "adapter.log"
-    with log.open("wb") as out:
-        adapter = subprocess.Popen(
-            [
-                *serve_command(port),
-                "--cert-dir",
-                str(tmp_path / "certs"),
-                "--kubeconfig",
-                str(fake.write_kubeconfig(tmp_path / "adapter-kubeconfig")),
-                "--prometheus-url",
-                "http://127.0.0.1:9",
-                "--gpu-collector-port",
-                str(collector_port),
-                "--gpu-pull-interval",
-                "500ms",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     serving_ca = tmp_path / "certs" / "apiserver.crt"
     server = f"https://127.0.0.1:{port}"
     try:

@@ -16,12 +16,10 @@ import json
 import re
 import ssl
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from adapter.demo.certs import make_client_credentials
 from adapter.demo.stack import TEMPLATE_HASH, DemoPod, pod_list, serve_command
 from adapter.sources.prometheus import promql
 from adapter.sources.prometheus.rules import FamilyRule, PromLabels, parse_rule
+from tests.fakes.http_thread import QuietHandler, serving
 from tests.support.prometheus_server import PrometheusServer, free_port
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.timeout(240)]
@@ -103,25 +102,13 @@ def exposition(started_ms: int) -> str:
 def dcgm_exporter() -> Iterator[str]:
     body = exposition(int(time.time() * 1000)).encode()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
-            self.send_response(200 if self.path == "/metrics" else 404)
-            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            status = 200 if self.path == "/metrics" else 404
+            self.reply(status, body, "text/plain; version=0.0.4; charset=utf-8")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler, free_port()) as port:
+        yield f"127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")

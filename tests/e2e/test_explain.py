@@ -28,29 +28,17 @@ import trustme
 
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
 from adapter.demo.stack import free_port, serve_command
+from tests.e2e.conftest import wait_until
 from tests.fakes.kube_api import FakeKubeServer, make_pod
-from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes
+from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes, authentication_data
 from tests.fakes.kube_workloads_api import Aggregated, WorkloadsState, add_workload_routes
+from tests.support.hpa import hpa_object
 from tests.support.prometheus_server import PrometheusServer
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.timeout(240)]
 
 HPA = {
-    "metadata": {"name": "web", "namespace": "ml"},
-    "spec": {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        "minReplicas": 1,
-        "maxReplicas": 10,
-        "metrics": [
-            {
-                "type": "Pods",
-                "pods": {
-                    "metric": {"name": "inference_queue_depth"},
-                    "target": {"type": "AverageValue", "averageValue": "10"},
-                },
-            }
-        ],
-    },
+    **hpa_object(),
     "status": {"currentReplicas": 3, "desiredReplicas": 3},
 }
 
@@ -84,30 +72,12 @@ def prom(fleet: Fleet) -> Iterator[PrometheusServer]:
         yield server
 
 
-async def wait_until(check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.3)
-
-
 @pytest.fixture
 async def scene(tmp_path: Path, prom: PrometheusServer) -> AsyncIterator[Scene]:
     front_ca = trustme.CA()
     front_proxy = front_ca.issue_cert("front-proxy-client", common_name="front-proxy-client")
     auth = KubeAuthState()
-    auth.set_configmap(
-        {
-            "requestheader-client-ca-file": front_ca.cert_pem.bytes().decode(),
-            "requestheader-allowed-names": '["front-proxy-client"]',
-            "requestheader-username-headers": '["X-Remote-User"]',
-            "requestheader-group-headers": '["X-Remote-Group"]',
-            "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
-        }
-    )
+    auth.set_configmap(authentication_data(front_ca.cert_pem.bytes().decode()))
     auth.tokens["jane-token"] = {"username": "jane", "groups": ["ml-team"]}
     auth.allow("jane", namespace="ml", subresource="inference_queue_depth")
     workloads = WorkloadsState()

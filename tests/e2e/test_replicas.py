@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,6 +22,7 @@ import requests
 
 from adapter.demo.certs import make_client_credentials
 from adapter.demo.stack import free_port, serve_command
+from tests.fakes.http_thread import QuietHandler, serving
 
 T = 1_800_000_000.0
 PODS = [f"llm-5f6d7c8b9-{i:05d}" for i in range(5)]
@@ -54,31 +53,20 @@ def vector(query: str) -> list[dict[str, Any]]:
     return rows
 
 
-class FakePrometheus(BaseHTTPRequestHandler):
+class FakePrometheus(QuietHandler):
     def do_GET(self) -> None:  # the HTTP API's instant query, nothing else
         url = urlsplit(self.path)
         query = parse_qs(url.query).get("query", [""])[0]
         body = json.dumps(
             {"status": "success", "data": {"resultType": "vector", "result": vector(query)}}
         ).encode()
-        self.send_response(200 if url.path == "/api/v1/query" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: Any) -> None:
-        pass
+        self.reply(200 if url.path == "/api/v1/query" else 404, body)
 
 
 @pytest.fixture
 def prometheus() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakePrometheus)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(FakePrometheus) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def pod_list() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 from adapter.explain.report import MetricInput, build_report, render_table
 from adapter.hpa.calculator import PodState
 from adapter.hpa.spec import parse_hpa
+from tests.support.hpa import hpa_object
 
 # The default rule's query, as adapter.sources.prometheus builds it.
 QUERY = (
@@ -22,27 +23,7 @@ QUERY = (
 
 
 def hpa(metric: str = "inference_queue_depth", target: str = "10") -> Any:
-    return parse_hpa(
-        {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "llm", "namespace": "ml"},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"},
-                "minReplicas": 1,
-                "maxReplicas": 10,
-                "metrics": [
-                    {
-                        "type": "Pods",
-                        "pods": {
-                            "metric": {"name": metric},
-                            "target": {"type": "AverageValue", "averageValue": target},
-                        },
-                    }
-                ],
-            },
-        }
-    )
+    return parse_hpa(hpa_object(name="llm", target="llm", metric=metric, average=target))
 
 
 def row(name: str, milli: int | None, reason: str | None, *, ready: bool = True) -> dict[str, Any]:

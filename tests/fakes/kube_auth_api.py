@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +105,21 @@ class KubeAuthState:
 STATE = web.AppKey("kube_auth_state", KubeAuthState)
 
 
+def authentication_data(front_proxy_ca: str, client_ca: str | None = None) -> dict[str, str]:
+    """``extension-apiserver-authentication`` data as kube-apiserver writes it: front-proxy
+    certificates from ``front_proxy_ca`` (PEM) with CN ``front-proxy-client`` assert the user
+    in ``X-Remote-*`` headers; with ``client_ca`` (PEM), client certificates it signed too."""
+    data = {"client-ca-file": client_ca} if client_ca is not None else {}
+    return {
+        **data,
+        "requestheader-client-ca-file": front_proxy_ca,
+        "requestheader-allowed-names": '["front-proxy-client"]',
+        "requestheader-username-headers": '["X-Remote-User"]',
+        "requestheader-group-headers": '["X-Remote-Group"]',
+        "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
+    }
+
+
 def _configmap(data: dict[str, str], version: int) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -114,14 +129,30 @@ def _configmap(data: dict[str, str], version: int) -> dict[str, Any]:
     }
 
 
-async def _token_review(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    state.calls["tokenreviews"] += 1
-    if state.fail:
-        return web.json_response({"kind": "Status", "code": state.fail}, status=state.fail)
-    body = await request.json()
-    token = body["spec"].get("token", "")
-    audiences = body["spec"].get("audiences") or []
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _review(
+    counter: str, decide: Callable[[KubeAuthState, dict[str, Any]], dict[str, Any]]
+) -> Handler:
+    """A review endpoint: counts the call in ``state.calls[counter]``, answers ``state.fail``
+    when set, else echoes the review with the ``status`` that ``decide(state, spec)`` gives."""
+
+    async def handler(request: web.Request) -> web.Response:
+        state = request.app[STATE]
+        state.calls[counter] += 1
+        if state.fail:
+            return web.json_response({"kind": "Status", "code": state.fail}, status=state.fail)
+        body = await request.json()
+        body["status"] = decide(state, body["spec"])
+        return web.json_response(body, status=201)
+
+    return handler
+
+
+def _token_status(state: KubeAuthState, spec: dict[str, Any]) -> dict[str, Any]:
+    token = spec.get("token", "")
+    audiences = spec.get("audiences") or []
     user = state.tokens.get(token)
     status: dict[str, Any] = {"authenticated": user is not None}
     if user is not None:
@@ -129,17 +160,10 @@ async def _token_review(request: web.Request) -> web.Response:
         status["audiences"] = state.token_audiences.get(token, audiences)
     else:
         status["error"] = "token is invalid or expired"
-    body["status"] = status
-    return web.json_response(body, status=201)
+    return status
 
 
-async def _subject_access_review(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    state.calls["subjectaccessreviews"] += 1
-    if state.fail:
-        return web.json_response({"kind": "Status", "code": state.fail}, status=state.fail)
-    body = await request.json()
-    spec = body["spec"]
+def _access_status(state: KubeAuthState, spec: dict[str, Any]) -> dict[str, Any]:
     state.reviews.append(spec)
     allowed = False
     for rule in state.rules:
@@ -147,8 +171,7 @@ async def _subject_access_review(request: web.Request) -> web.Response:
         if answer is not None:
             allowed = answer
             break
-    body["status"] = {"allowed": allowed, "reason": "fake RBAC" if allowed else ""}
-    return web.json_response(body, status=201)
+    return {"allowed": allowed, "reason": "fake RBAC" if allowed else ""}
 
 
 async def _get_configmap(request: web.Request) -> web.Response:
@@ -205,9 +228,12 @@ async def _watch(request: web.Request, state: KubeAuthState) -> web.StreamRespon
 
 def add_auth_routes(app: web.Application, state: KubeAuthState) -> None:
     app[STATE] = state
-    app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", _token_review)
     app.router.add_post(
-        "/apis/authorization.k8s.io/v1/subjectaccessreviews", _subject_access_review
+        "/apis/authentication.k8s.io/v1/tokenreviews", _review("tokenreviews", _token_status)
+    )
+    app.router.add_post(
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        _review("subjectaccessreviews", _access_status),
     )
     app.router.add_get(f"/api/v1/namespaces/{CM_NAMESPACE}/configmaps", _list_configmaps)
     app.router.add_get(f"/api/v1/namespaces/{CM_NAMESPACE}/configmaps/{{name}}", _get_configmap)

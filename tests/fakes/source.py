@@ -7,6 +7,7 @@ explicit object value when one is set. Missing stays missing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -62,3 +63,25 @@ class FakeSource:
                     samples[0].window_seconds,
                 )
         return result
+
+
+class GatedSource(FakeSource):
+    """A FakeSource whose reads that ``holds`` wait until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.waiting = 0
+
+    def holds(self, metric_selector: Selector) -> bool:
+        """Whether a read with this metricLabelSelector waits (here: every read)."""
+        del metric_selector
+        return True
+
+    async def fetch(
+        self, metric: MetricName, targets: Sequence[Target], metric_selector: Selector
+    ) -> Mapping[ObjectRef, Sample]:
+        if self.holds(metric_selector):
+            self.waiting += 1
+            await self.release.wait()
+        return await super().fetch(metric, targets, metric_selector)

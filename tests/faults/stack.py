@@ -26,13 +26,11 @@ import re
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,18 +38,16 @@ import aiohttp
 import yaml
 
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
-from adapter.demo.stack import DemoPod, free_port, gpu_scenario, serve_command
-from tests.fakes.kube_api import FakeKubeServer, make_pod
+from adapter.demo.stack import collector_command, free_port
+from tests.fakes.http_thread import QuietHandler, serving
+from tests.fakes.kube_api import FakeKubeServer
 from tests.fakes.kube_auth_api import KubeAuthState, add_auth_routes
+from tests.support.llm_scene import PODS, kube_pods, start_adapter, write_gpu_scenario
 from tests.support.prometheus_server import PrometheusServer
 
 G = "/apis/custom.metrics.k8s.io/v1beta2"
 TOKEN = "hpa-token"
 HPA_USER = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
-PODS = [
-    DemoPod("llm-0", "gpu-node-1", "10.0.0.11", "11111111-0000-4000-8000-000000000001"),
-    DemoPod("llm-1", "gpu-node-1", "10.0.0.12", "11111111-0000-4000-8000-000000000002"),
-]
 QUEUE_DEPTH = 4.0
 QUEUE = f"{G}/namespaces/ml/pods/%2A/inference_queue_depth?labelSelector=app%3Dllm"
 LATENCY = f"{G}/namespaces/ml/pods/%2A/inference_latency_p95?labelSelector=app%3Dllm"
@@ -76,15 +72,15 @@ class PromProxy:
         self._release = threading.Event()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 proxy.requests += 1
                 mode = proxy.mode
                 if mode == "hang":
                     proxy._release.wait(60)
-                    return self._send(503, b"{}")
+                    return self.reply(503, b"{}")
                 if mode == "error":
-                    return self._send(500, b'{"status":"error","error":"injected"}')
+                    return self.reply(500, b'{"status":"error","error":"injected"}')
                 if mode == "slow":
                     time.sleep(proxy.slow_s)
                 try:
@@ -92,27 +88,13 @@ class PromProxy:
                         body = r.read()
                         status = r.status
                 except Exception:
-                    return self._send(502, b"{}")
+                    return self.reply(502, b"{}")
                 if mode == "nan":
                     body = _nan_values(body)
-                return self._send(status, body)
+                return self.reply(status, body)
 
-            def _send(self, status: int, body: bytes) -> None:
-                with contextlib.suppress(OSError):
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._stack = contextlib.ExitStack()
+        self.url = f"http://127.0.0.1:{self._stack.enter_context(serving(Handler))}"
 
     def set(self, mode: str) -> None:
         assert mode in {"pass", "error", "nan", "slow", "hang"}
@@ -123,8 +105,7 @@ class PromProxy:
 
     def close(self) -> None:
         self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self._stack.close()
 
 
 def _nan_values(body: bytes) -> bytes:
@@ -178,17 +159,7 @@ class Collector:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "collectors.gpu",
-                    "--simulate",
-                    str(self.scenario),
-                    "--listen",
-                    f"127.0.0.1:{self.port}",
-                    "--node-name",
-                    "gpu-node-1",
-                ],
+                collector_command(self.scenario, self.port, "gpu-node-1"),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -262,75 +233,46 @@ def running_stack(tmp: Path) -> Iterator[Stack]:
         auth.allow(HPA_USER)
         kube = KubeInThread(auth)
         stack.callback(kube.close)
-        for pod in PODS:
-            kube.call(
-                kube.server.state.add_pod,
-                make_pod(
-                    "ml",
-                    pod.name,
-                    labels={"app": "llm"},
-                    node=pod.node,
-                    pod_ip=pod.ip,
-                    uid=pod.uid,
-                ),
-            )
-        kube.call(
-            kube.server.state.add_pod,
-            make_pod(
-                "inference-metrics",
-                "gpu-collector-x1",
-                labels={"app.kubernetes.io/name": "gpu-collector"},
-                node="gpu-node-1",
-                pod_ip="127.0.0.1",
-            ),
-        )
-        scenario = tmp / "gpu.yaml"
-        scenario.write_text(yaml.safe_dump(gpu_scenario("gpu-node-1", PODS, 0)))
+        for pod in kube_pods():
+            kube.call(kube.server.state.add_pod, pod)
+        scenario = write_gpu_scenario(tmp / "gpu.yaml")
         collector = Collector(scenario, free_port(), tmp / "collector.log")
         collector.start()
         stack.callback(collector.kill)
         rules = tmp / "rules.yaml"
         rules.write_text(yaml.safe_dump(RULES))
-        port = free_port()
+        kubeconfig = kube.server.write_kubeconfig(tmp / "adapter-kubeconfig")
+        adapter, port = start_adapter(
+            tmp,
+            kubeconfig,
+            "--config",
+            str(rules),
+            "--prometheus-url",
+            proxy.url,
+            "--prometheus-refresh-interval",
+            "1s",
+            "--prometheus-stale-after",
+            "3s",
+            "--prometheus-timeout",
+            "2s",
+            "--prometheus-selector-timeout",
+            "1s",
+            "--gpu-collector-port",
+            str(collector.port),
+            "--gpu-pull-interval",
+            "500ms",
+            "--gpu-stale-after",
+            "2s",
+            "--gpu-timeout",
+            "1s",
+            "--request-header-timeout",
+            "2s",
+            "--max-connections",
+            "200",
+            "--max-selector-requests-inflight",
+            "50",
+        )
         log = tmp / "adapter.log"
-        with log.open("wb") as out:
-            adapter = subprocess.Popen(
-                [
-                    *serve_command(port),
-                    "--cert-dir",
-                    str(tmp / "certs"),
-                    "--kubeconfig",
-                    str(kube.server.write_kubeconfig(tmp / "adapter-kubeconfig")),
-                    "--config",
-                    str(rules),
-                    "--prometheus-url",
-                    proxy.url,
-                    "--prometheus-refresh-interval",
-                    "1s",
-                    "--prometheus-stale-after",
-                    "3s",
-                    "--prometheus-timeout",
-                    "2s",
-                    "--prometheus-selector-timeout",
-                    "1s",
-                    "--gpu-collector-port",
-                    str(collector.port),
-                    "--gpu-pull-interval",
-                    "500ms",
-                    "--gpu-stale-after",
-                    "2s",
-                    "--gpu-timeout",
-                    "1s",
-                    "--request-header-timeout",
-                    "2s",
-                    "--max-connections",
-                    "200",
-                    "--max-selector-requests-inflight",
-                    "50",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
 
         def stop_adapter() -> None:
             adapter.terminate()

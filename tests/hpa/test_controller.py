@@ -13,27 +13,11 @@ from hypothesis import strategies as st
 
 from adapter.hpa.controller import Combined, Controller, Proposal, combine_proposals
 from adapter.hpa.spec import HPASpec, parse_hpa
+from tests.support.hpa import hpa_object
 
 
 def hpa(behavior: dict[str, Any] | None = None, *, low: int = 1, high: int = 20) -> HPASpec:
-    spec: dict[str, Any] = {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        "minReplicas": low,
-        "maxReplicas": high,
-        "metrics": [
-            {
-                "type": "Pods",
-                "pods": {
-                    "metric": {"name": "inference_queue_depth"},
-                    "target": {"type": "AverageValue", "averageValue": "10"},
-                },
-            }
-        ],
-    }
-    if behavior is not None:
-        spec["behavior"] = behavior
-    return parse_hpa({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-                      "metadata": {"name": "web", "namespace": "ml"}, "spec": spec})  # fmt: skip
+    return parse_hpa(hpa_object(low=low, high=high, behavior=behavior))
 
 
 def ok(replicas: int) -> Combined:

@@ -23,6 +23,7 @@ import pytest
 from adapter.hpa.spec import parse_hpa
 from adapter.simulate import series
 from adapter.simulate.engine import Point, Settings, Simulation
+from tests.support.hpa import hpa_object
 
 UP = [7, 32, 57, 82, 107, 132, 157, 182]
 RAMP = UP + UP[-2::-1]  # up to 182, back down to 7
@@ -30,28 +31,7 @@ STEP = 15.0
 
 
 def hpa(behavior: dict[str, Any] | None = None, name: str = "web") -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        "minReplicas": 1,
-        "maxReplicas": 50,
-        "metrics": [
-            {
-                "type": "Pods",
-                "pods": {
-                    "metric": {"name": "inference_queue_depth"},
-                    "target": {"type": "AverageValue", "averageValue": "10"},
-                },
-            }
-        ],
-    }
-    if behavior is not None:
-        spec["behavior"] = behavior
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": name, "namespace": "ml"},
-        "spec": spec,
-    }
+    return hpa_object(name=name, high=50, behavior=behavior)
 
 
 NO_DOWNSCALE_WINDOW = {"scaleDown": {"stabilizationWindowSeconds": 0}}

@@ -3,7 +3,8 @@
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -59,6 +60,15 @@ def make(urls: list[str], clock: FakeClock, **kw: Any) -> tuple[GpuSource, Colle
     return source, registry
 
 
+@asynccontextmanager
+async def closing(source: GpuSource) -> AsyncIterator[GpuSource]:
+    """``source``, closed on the way out whatever happens."""
+    try:
+        yield source
+    finally:
+        await source.close()
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
@@ -80,7 +90,7 @@ async def test_exact_values_for_pods_deployments_and_nodes(
 ) -> None:
     n1, n2 = await two_nodes(collectors, clock)
     source, _ = make([n1.url, n2.url], clock)
-    try:
+    async with closing(source):
         await source.refresh_once()
         got = await values(
             source,
@@ -91,8 +101,6 @@ async def test_exact_values_for_pods_deployments_and_nodes(
             node_target("n1", A, B),
             node_target("n2", C),
         )
-    finally:
-        await source.close()
     assert got == {
         "Pod/a": 60.0,
         "Pod/b": 30.0,
@@ -113,13 +121,11 @@ async def test_sample_time_and_window_are_the_collectors(collectors: Any, clock:
     )
     n1 = await collectors(doc)
     source, _ = make([n1.url], clock)
-    try:
+    async with closing(source):
         await source.refresh_once()
         got = await source.fetch(
             GPU, [pod_target(A), deployment_target("web", A, B), node_target("n1")], EVERYTHING
         )
-    finally:
-        await source.close()
     samples = {obj.name: (s.value, s.timestamp, s.window_seconds) for obj, s in got.items()}
     assert samples == {
         "a": (60.0, T0 - 2, 30),
@@ -132,7 +138,7 @@ async def test_missing_pods_are_omitted_never_zero(collectors: Any, clock: FakeC
     n1 = await collectors(ticking(clock, "n1", {"a": 60.0}, []))
     source, _ = make([n1.url], clock)
     lonely = pod("lonely", owner="batch-1")
-    try:
+    async with closing(source):
         await source.refresh_once()
         got = await values(
             source,
@@ -142,8 +148,6 @@ async def test_missing_pods_are_omitted_never_zero(collectors: Any, clock: FakeC
             deployment_target("batch", lonely),
             node_target("n1", A, B),
         )
-    finally:
-        await source.close()
     # b has no value: absent, and the deployment's mean is over a alone; n1 has no GPU values.
     assert got == {"Pod/a": 60.0, "Deployment/web": 60.0}
 
@@ -161,11 +165,9 @@ async def test_a_value_of_another_incarnation_is_not_served(
     )
     n1 = await collectors(doc)
     source, _ = make([n1.url], clock)
-    try:
+    async with closing(source):
         await source.refresh_once()
         assert await values(source, pod_target(A), pod_target(B)) == {"Pod/b": 30.0}
-    finally:
-        await source.close()
 
 
 async def test_a_killed_collector_is_served_until_the_staleness_bound(
@@ -174,7 +176,7 @@ async def test_a_killed_collector_is_served_until_the_staleness_bound(
     n1, n2 = await two_nodes(collectors, clock)
     source, registry = make([n1.url, n2.url], clock)
     everything = (pod_target(A), pod_target(C), WEB, node_target("n1"), node_target("n2"))
-    try:
+    async with closing(source):
         await source.refresh_once()
         await n1.stop()
         for _ in range(3):  # three more rounds inside the bound (15 s): n1's values kept
@@ -213,21 +215,17 @@ async def test_a_killed_collector_is_served_until_the_staleness_bound(
         assert registry.get_sample_value("adapter_gpu_collectors", {"state": "discovered"}) == 2
         assert registry.get_sample_value("adapter_gpu_collectors", {"state": "answering"}) == 1
         assert registry.get_sample_value("adapter_gpu_pods") == 1
-    finally:
-        await source.close()
 
 
 async def test_values_expire_between_rounds_too(collectors: Any, clock: FakeClock) -> None:
     """fetch checks the bound itself: no pull round is needed for stale values to go."""
     n1 = await collectors(ticking(clock, "n1", {"a": 60.0}, [60.0]))
     source, registry = make([n1.url], clock)
-    try:
+    async with closing(source):
         await source.refresh_once()
         clock.advance(3 * INTERVAL + 0.5)
         assert await values(source, pod_target(A), node_target("n1")) == {}
         assert registry.get_sample_value("adapter_gpu_pods") == 0
-    finally:
-        await source.close()
 
 
 async def test_a_pods_own_lag_shortens_its_life(collectors: Any, clock: FakeClock) -> None:
@@ -239,27 +237,23 @@ async def test_a_pods_own_lag_shortens_its_life(collectors: Any, clock: FakeCloc
     )
     n1 = await collectors(doc)
     source, _ = make([n1.url], clock)
-    try:
+    async with closing(source):
         await source.refresh_once()
         clock.advance(6)
         assert await values(source, pod_target(A), pod_target(B)) == {"Pod/b": 30.0}
-    finally:
-        await source.close()
 
 
 async def test_a_stuck_collector_ages_like_a_silent_one(collectors: Any, clock: FakeClock) -> None:
     """Answering with the same sampledAt round after round is no proof of life."""
     n1 = await collectors(snapshot_doc("n1", {"a": 60.0}, sampled_at=T0))
     source, _ = make([n1.url], clock)
-    try:
+    async with closing(source):
         for _ in range(4):
             await source.refresh_once()
             clock.advance(INTERVAL)
         await source.refresh_once()
         assert await values(source, pod_target(A)) == {}
         assert n1.requests == 5
-    finally:
-        await source.close()
 
 
 @pytest.mark.parametrize(
@@ -278,7 +272,7 @@ async def test_a_failing_collector_affects_only_its_node(
 ) -> None:
     n1, n2 = await two_nodes(collectors, clock)
     source, registry = make([n1.url, n2.url], clock)
-    try:
+    async with closing(source):
         await source.refresh_once()
         for key, value in script.items():
             setattr(n1, key, value)
@@ -293,34 +287,28 @@ async def test_a_failing_collector_affects_only_its_node(
         n1.status, n1.raw, n1.delay = 200, None, 0.0
         await source.refresh_once()
         assert await values(source, pod_target(A), pod_target(C)) == {"Pod/a": 60.0, "Pod/c": 90.0}
-    finally:
-        await source.close()
 
 
 async def test_a_not_ready_200_is_not_data(collectors: Any, clock: FakeClock) -> None:
     n1 = await collectors(snapshot_doc("n1", {"a": 60.0}, ready=False))
     source, registry = make([n1.url], clock)
-    try:
+    async with closing(source):
         await source.refresh_once()
         assert await values(source, pod_target(A)) == {}
         assert (
             registry.get_sample_value("adapter_gpu_pull_errors_total", {"reason": "not_ready"}) == 1
         )
-    finally:
-        await source.close()
 
 
 async def test_an_oversized_answer_is_refused(collectors: Any, clock: FakeClock) -> None:
     n1 = await collectors(ticking(clock, "n1", {f"p{i}": 50.0 for i in range(3000)}, []))
     source, registry = make([n1.url], clock)
     source._puller._max_body = 64 * 1024
-    try:
+    async with closing(source):
         await source.refresh_once()
         assert (
             registry.get_sample_value("adapter_gpu_pull_errors_total", {"reason": "too_large"}) == 1
         )
-    finally:
-        await source.close()
 
 
 async def test_metric_label_selector_is_a_bad_request(clock: FakeClock) -> None:
@@ -337,14 +325,12 @@ async def test_simulated_collectors_are_served_logged_once_and_marked(
 ) -> None:
     n1 = await collectors(ticking(clock, "sim-1", {"a": 60.0}, [60.0], simulated=True))
     source, registry = make([n1.url], clock)
-    try:
+    async with closing(source):
         with caplog.at_level(logging.WARNING, logger="adapter.sources.gpu"):
             for _ in range(3):
                 await source.refresh_once()
                 clock.advance(1)
         assert await values(source, pod_target(A)) == {"Pod/a": 60.0}
-    finally:
-        await source.close()
     assert sum("SIMULATED" in r.getMessage() for r in caplog.records) == 1
     assert (
         registry.get_sample_value(
@@ -360,14 +346,12 @@ async def test_failures_are_logged_on_change_only(
     n1 = await collectors(ticking(clock, "n1", {"a": 60.0}, []))
     n1.status = 500
     source, _ = make([n1.url], clock)
-    try:
+    async with closing(source):
         with caplog.at_level(logging.INFO, logger="adapter.sources.gpu"):
             for _ in range(3):
                 await source.refresh_once()
             n1.status = 200
             await source.refresh_once()
-    finally:
-        await source.close()
     messages = [r.getMessage() for r in caplog.records]
     assert len([m for m in messages if "HTTP 500" in m]) == 1
     assert len([m for m in messages if "answers again" in m]) == 1
@@ -382,11 +366,9 @@ async def test_the_node_comes_from_discovery_when_known(collectors: Any, clock: 
             return [CollectorEndpoint(n1.url, NodeName("n1"))]
 
     source = GpuSource(Fixed(), clock=clock)
-    try:
+    async with closing(source):
         await source.refresh_once()
         assert await values(source, node_target("n1")) == {"Node/n1": 40.0}
-    finally:
-        await source.close()
 
 
 async def test_discovery_from_the_pod_index_end_to_end(collectors: Any, clock: FakeClock) -> None:
@@ -402,7 +384,7 @@ async def test_discovery_from_the_pod_index_end_to_end(collectors: Any, clock: F
     )
     discovery = PodDiscovery(index, "app.kubernetes.io/name=gpu-collector", first.port)
     source = GpuSource(discovery, pull_interval=INTERVAL, clock=clock)
-    try:
+    async with closing(source):
         await source.refresh_once()
         assert await values(source, pod_target(A), pod_target(C)) == {"Pod/a": 60.0, "Pod/c": 90.0}
         # the collector pod of n1 is deleted: no longer pulled; its values age out
@@ -414,8 +396,6 @@ async def test_discovery_from_the_pod_index_end_to_end(collectors: Any, clock: F
         await source.refresh_once()
         assert first.requests == requests
         assert await values(source, pod_target(A), pod_target(C)) == {"Pod/c": 90.0}
-    finally:
-        await source.close()
 
 
 async def test_run_survives_failing_rounds(collectors: Any) -> None:
@@ -454,15 +434,13 @@ async def test_a_change_is_served_by_the_next_pull_round(collectors: Any) -> Non
     current = {"a": 10.0}
     n1 = await collectors(lambda: snapshot_doc("n1", dict(current), sampled_at=time.time()))
     source = GpuSource(StaticDiscovery([n1.url]), pull_interval=0.3)
-    try:
+    async with closing(source):
         await source.refresh_once()
         assert await values(source, pod_target(A)) == {"Pod/a": 10.0}
         current["a"] = 80.0
         assert await values(source, pod_target(A)) == {"Pod/a": 10.0}  # not before a round
         await source.refresh_once()
         assert await values(source, pod_target(A)) == {"Pod/a": 80.0}
-    finally:
-        await source.close()
 
 
 def test_settings() -> None:
@@ -481,12 +459,10 @@ async def test_from_settings_and_round_metrics(collectors: Any, clock: FakeClock
     source = GpuSource.from_settings(
         settings, StaticDiscovery(settings.collector_urls), clock=clock, registry=registry
     )
-    try:
+    async with closing(source):
         assert source.staleness == 7.0
         await source.refresh_once()
         await source.refresh_once()
-    finally:
-        await source.close()
     assert registry.get_sample_value("adapter_gpu_pull_duration_seconds_count") == 2
     assert registry.get_sample_value("adapter_gpu_pull_errors_total", {"reason": "timeout"}) == 0
     assert registry.get_sample_value("adapter_gpu_pods") == 1
@@ -505,7 +481,7 @@ async def test_version_and_valid_until_tell_the_read_cache_when_answers_change(
     )
     n1 = await collectors(doc)
     source, _ = make([n1.url], clock)
-    try:
+    async with closing(source):
         assert (source.version, source.valid_until(GPU, T0)) == (0, float("inf"))
         await source.refresh_once()
         assert source.version == 1
@@ -522,5 +498,3 @@ async def test_version_and_valid_until_tell_the_read_cache_when_answers_change(
         assert await values(source, pod_target(A), pod_target(B)) == {"Pod/b": 30.0}
         await source.refresh_once()
         assert source.version == 2
-    finally:
-        await source.close()
