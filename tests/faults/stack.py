@@ -328,25 +328,24 @@ class Reader:
 
     async def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         """A sample of the adapter's own /metrics (0 when absent)."""
+        return _sample(await self._metrics_text(), name, labels)
+
+    async def _metrics_text(self) -> str:
         status, text = await self.get("/metrics")
         assert status == 200, text
-        total = 0.0
-        for line in str(text).splitlines():
-            if not line.startswith(name):
-                continue
-            match = re.match(r"^([a-zA-Z_:]+)(\{[^}]*\})? (\S+)$", line)
-            if match is None or match.group(1) != name:
-                continue
-            got = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-            if labels is None or all(got.get(k) == v for k, v in labels.items()):
-                total += float(match.group(3))
-        return total
+        return str(text)
 
     async def refreshes(self) -> float:
-        return await self.metric(
-            "adapter_prometheus_query_duration_seconds_count",
-            {"metric": "inference_queue_depth"},
-        )
+        """Queue-depth queries that succeeded: answered, not failed or timed out.
+
+        Both counters come from one scrape, so the difference is consistent. A
+        query that timed out while Prometheus restarted is not a refresh that could
+        have served values.
+        """
+        text = await self._metrics_text()
+        queue = {"metric": "inference_queue_depth"}
+        queries = _sample(text, "adapter_prometheus_query_duration_seconds_count", queue)
+        return queries - _sample(text, "adapter_prometheus_query_errors_total", queue)
 
     async def until(self, check: Callable[[], Any], what: str, timeout: float = GENEROUS) -> Any:
         deadline = time.monotonic() + timeout
@@ -452,3 +451,18 @@ def _positive(value: float) -> bool:
 
 def _percent(value: float) -> bool:
     return 0 < value <= 100
+
+
+def _sample(text: str, name: str, labels: dict[str, str] | None) -> float:
+    """The sum of ``name``'s samples in an exposition text whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        match = re.match(r"^([a-zA-Z_:]+)(\{[^}]*\})? (\S+)$", line)
+        if match is None or match.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if labels is None or all(got.get(k) == v for k, v in labels.items()):
+            total += float(match.group(3))
+    return total

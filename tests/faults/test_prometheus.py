@@ -27,11 +27,12 @@ async def back_within_one_refresh(reader: Reader) -> None:
     """Called once Prometheus answers again: the next refresh serves the values.
 
     One refresh may already be in flight (started before the repair), so the
-    second one to complete after this point must serve. Each poll reads the
-    refresh count *before* the values: a poll that started after two refreshes
-    had completed must see the values. (Reading the count after the values, or
-    counting at the poll that first sees them, would blame a slow poller on a
-    busy machine for refreshes that happened while it was waiting.)
+    second one to succeed after this point must serve. Each poll reads the
+    count of successful refreshes *before* the values: a poll that started after
+    two had succeeded must see the values. (Counting at the poll that first sees
+    them would blame a slow poller on a busy machine for refreshes that happened
+    while it waited; counting failed queries too would blame Prometheus' slow
+    restart under load, when a query times out, on the adapter.)
     """
     before = await reader.refreshes()
     timeline: list[tuple[float, dict[str, str]]] = []
