@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from adapter.core.catalogue import Aggregation
 from adapter.sources.prometheus import snapshot
-from adapter.sources.prometheus.rules import FamilyRule, PromLabels, parse_rule
+from adapter.sources.prometheus.rules import FamilyRule, PrometheusRule, PromLabels, parse_rule
 from adapter.sources.prometheus.transport import Columns, PromSample, _vector, decode
 
 from .helpers import latency_rule, queue_rule, spec
@@ -229,21 +229,7 @@ def test_a_histogram_snapshot_built_from_columns_equals_the_one_from_samples(
     series: list[tuple[str, str, str, float, float]],
 ) -> None:
     """Missing buckets and +Inf, bad le, NaN and Inf rates, unattributed and old series."""
-    rows = [
-        {
-            "metric": {"le": le, "namespace": namespace, "pod": pod},
-            "value": [at, "NaN" if math.isnan(count) else repr(count).replace("inf", "+Inf")],
-        }
-        for namespace, pod, le, count, at in series
-    ]
-    body = body_of(rows)
-    columns = decode(body)
-    assume(isinstance(columns, Columns))
-    rule = latency_rule()
-    built = snapshot.build(rule, _vector(columns), 1000.0, 45.0)
-    reference = snapshot.build(rule, generic(body), 1000.0, 45.0)
-    assert repr(sorted(built.pods.items())) == repr(sorted(reference.pods.items()))
-    assert built.dropped == reference.dropped
+    _assert_columns_build_as_samples(latency_rule(), "le", series)
 
 
 @settings(max_examples=300)
@@ -265,17 +251,26 @@ def test_a_gauge_snapshot_built_from_columns_equals_the_one_from_samples(
     series: list[tuple[str, str, str, float, float]],
 ) -> None:
     """Value and timestamp parts, missing parts, NaN and Inf, stale and unattributed pods."""
+    _assert_columns_build_as_samples(queue_rule(), "adapter_part", series)
+
+
+def _assert_columns_build_as_samples(
+    rule: PrometheusRule, label: str, series: list[tuple[str, str, str, float, float]]
+) -> None:
+    """The snapshot built from the column decoder equals the one built from ``json``.
+
+    ``series``: (namespace, pod, ``label``'s value, sample value, sample time).
+    """
     rows = [
         {
-            "metric": {"adapter_part": part, "namespace": namespace, "pod": pod},
+            "metric": {label: extra, "namespace": namespace, "pod": pod},
             "value": [at, "NaN" if math.isnan(value) else repr(value).replace("inf", "+Inf")],
         }
-        for namespace, pod, part, value, at in series
+        for namespace, pod, extra, value, at in series
     ]
     body = body_of(rows)
     columns = decode(body)
     assume(isinstance(columns, Columns))
-    rule = queue_rule()
     built = snapshot.build(rule, _vector(columns), 1000.0, 45.0)
     reference = snapshot.build(rule, generic(body), 1000.0, 45.0)
     assert repr(sorted(built.pods.items())) == repr(sorted(reference.pods.items()))
