@@ -33,8 +33,6 @@ from adapter.api.connections import (
     GuardedSite,
     connection_marks,
     limit_tls_read_buffer,
-    trim_memory,
-    tune_malloc,
 )
 from adapter.api.logs import edge_logger
 from adapter.api.middleware import (
@@ -73,6 +71,7 @@ from adapter.kube.listwatch import KubeListWatch
 from adapter.kube.podindex import PodIndex
 from adapter.kube.podsfile import PodsFileIndex
 from adapter.kube.reviews import KubeReviews
+from adapter.memory import trim_memory, tune_malloc
 from adapter.rulesfile import CatalogueHolder, ConfigError
 from adapter.settings import Settings
 from adapter.sources.gpu.discovery import discovery_from_settings

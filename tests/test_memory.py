@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapter.api import connections
+from adapter import memory
 
 
 def recording(calls: list[tuple[int, int]]) -> Callable[[str], Any]:
@@ -25,30 +25,30 @@ def test_tune_malloc_sets_the_mmap_threshold_and_two_arenas(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[tuple[int, int]] = []
-    monkeypatch.setattr(connections, "_libc_function", recording(calls))
+    monkeypatch.setattr(memory, "_libc_function", recording(calls))
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    connections.tune_malloc()
+    memory.tune_malloc()
     assert calls == [(-3, 131072), (-8, 2)]  # M_MMAP_THRESHOLD, M_ARENA_MAX
 
 
 def test_a_variable_in_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[int, int]] = []
-    monkeypatch.setattr(connections, "_libc_function", recording(calls))
+    monkeypatch.setattr(memory, "_libc_function", recording(calls))
     monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    connections.tune_malloc()
+    memory.tune_malloc()
     assert calls == [(-3, 131072)]
 
 
 def test_without_glibc_nothing_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(connections, "_libc_function", lambda name: None)
-    connections.tune_malloc()  # no error
+    monkeypatch.setattr(memory, "_libc_function", lambda name: None)
+    memory.tune_malloc()  # no error
 
 
 def test_the_real_libc_accepts_the_settings() -> None:
     """On this (glibc) machine mallopt exists and returns 1 (success) for both."""
-    mallopt = connections._libc_function("mallopt")
+    mallopt = memory._libc_function("mallopt")
     assert mallopt is not None
-    for parameter, value in connections.MALLOC_TUNING.values():
+    for parameter, value in memory.MALLOC_TUNING.values():
         assert mallopt(parameter, value) == 1
