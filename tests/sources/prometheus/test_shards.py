@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from adapter.core.catalogue import Aggregation
 from adapter.core.model import MetricName
 from adapter.core.selectors import parse_selector
+from adapter.settings import PrometheusSettings
 from adapter.sources.prometheus import PrometheusSource, promql
 from adapter.sources.prometheus.promql import LabelMatcher, MatchOp, parse_matchers
 from adapter.sources.prometheus.rules import FamilyRule, PrometheusRule, PromLabels, parse_rule
@@ -34,7 +35,13 @@ from adapter.sources.prometheus.shards import (
     shards_for,
 )
 from adapter.sources.prometheus.snapshot import RuleSnapshot
-from adapter.sources.prometheus.transport import Columns, PrometheusUnavailable, PromSample, decode
+from adapter.sources.prometheus.transport import (
+    Columns,
+    PrometheusUnavailable,
+    PromSample,
+    TransportOptions,
+    decode,
+)
 from adapter.sources.prometheus.transport import _vector as vector_of
 from tests.fakes.clock import FakeClock
 from tests.fakes.prometheus_api import FakePrometheusAPI
@@ -495,3 +502,12 @@ async def test_a_shard_finding_prometheus_unavailable_makes_selectors_fail_fast(
     api.fail_when = None
     await source.refresh_once()
     assert not source.unavailable
+
+
+@pytest.mark.parametrize(("cap", "threads"), [(1, 4), (2, 4), (4, 8), (16, 32)])
+def test_the_refresh_client_has_a_thread_for_every_shard_and_more(cap: int, threads: int) -> None:
+    """A shard waiting for a thread would not overlap the others: 2 x the cap, at least 4."""
+    settings = PrometheusSettings(url="http://127.0.0.1:9090", max_query_shards=cap)
+    options = TransportOptions.from_settings(settings)
+    assert options.max_concurrency == threads
+    assert options.for_selectors(settings).max_concurrency == settings.selector_concurrency
