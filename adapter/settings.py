@@ -159,6 +159,13 @@ class PrometheusSettings:
     selector_concurrency: int = 8
     """--prometheus-selector-concurrency: distinct metricLabelSelector queries in flight at
     once; more get 429."""
+    max_query_shards: int = 4
+    """--prometheus-max-query-shards: split a refresh query whose last answer was large into
+    up to this many queries sent at once, by the pod name's last character (one per 20,000
+    series; 1: never split), so decoding the first answers overlaps Prometheus evaluating
+    the others. Measured at 10,000 pods (the p95 histogram query, 180,000 series, 2 cores):
+    one query 2.5 to 2.7 s, 2 shards 1.8 to 2.4 s, 4 shards 1.7 to 2.0 s, 8 shards 1.7 to
+    2.1 s: more than 4 only adds queries."""
 
     def validate(self) -> list[str]:
         """This group's problems (empty when fine)."""
@@ -173,6 +180,8 @@ class PrometheusSettings:
             problems.append("--prometheus-selector-timeout must be positive")
         if self.selector_concurrency < 1:
             problems.append("--prometheus-selector-concurrency must be at least 1")
+        if not 1 <= self.max_query_shards <= 16:
+            problems.append("--prometheus-max-query-shards must be within 1..16")
         return problems + _files_missing(
             (
                 ("--prometheus-ca-file", self.ca_file),

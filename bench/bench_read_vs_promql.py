@@ -15,8 +15,10 @@ second). Measured, each as a median over alternating runs on the same machine:
 - one namespace's ``pods/*/inference_latency_p95`` read from the adapter
   (HTTPS, keep-alive, client certificate) against the direct PromQL query for
   the same values on the same Prometheus (HTTP, keep-alive): the ratio;
-- each metric's refresh wall time (one query, JSON decoding, snapshot build),
-  timed in this process with the adapter's own PrometheusSource, one rule at a time;
+- each metric's refresh wall time (queries, decoding, snapshot build), timed in
+  this process with the adapter's own PrometheusSource, one rule at a time: as
+  ``serve`` runs it (large answers split into shards) and unsplit, alternating,
+  beside Prometheus' own evaluation of the same queries (``count(<query>)``);
 - the adapter's RSS (VmRSS sampled every 0.5 s over 17 s, more than one refresh
   interval; and the peak VmHWM) once every namespace was read,
   and with ``--baseline-src`` that of a `serve` run from another tree, side by side;
@@ -51,6 +53,7 @@ from adapter.demo.certs import make_client_credentials
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
 from adapter.demo.stack import free_port, serve_command
 from adapter.rulesfile import build_catalogue
+from adapter.settings import PrometheusSettings
 from adapter.sources.prometheus import (
     FamilyRule,
     PrometheusClient,
@@ -224,17 +227,31 @@ def p99(values: list[float]) -> float:
     return sorted(values)[min(len(values) - 1, int(len(values) * 0.99))]
 
 
-Walls = dict[str, tuple[float, float, float, float, float]]
+Walls = dict[str, dict[str, float]]
+"""Per metric, each measurement's median in seconds (and ``shards``: queries sent)."""
 
 
-async def refresh_walls(url: str) -> Walls:
-    """Each rule's refresh on its own, median of 3 runs, seconds: the whole refresh,
-    and its parts (the queries with decoding; the snapshot build); then the same two
-    parts the way the transport did before (gzip-compressed answers, ``custom_query``'s
-    ``json``, a PromSample per series), alternating with the current path. A
-    server-family rule sends one query per family, concurrently."""
+async def refresh_walls(url: str, rounds: int = 3) -> Walls:
+    """Each rule's refresh on its own, median of ``rounds``, seconds, alternating in one
+    loop so that all see the same machine load:
+
+    - ``sharded``: the refresh as ``serve`` runs it (default --prometheus-max-query-shards,
+      after one warm-up refresh that measured the answers' sizes), and ``unsharded``: the
+      same with the cap at 1 (one query per rule or family);
+    - ``floor``: Prometheus' own evaluation of the rule's queries, ``count(<query>)``
+      (concurrently, as the refresh sends them), whose answer is one number: a refresh
+      cannot be faster than that;
+    - the unsharded parts: the queries with decoding, and the snapshot build; then the
+      same two the way the transport did before (gzip-compressed answers,
+      ``custom_query``'s ``json``, a PromSample per series).
+
+    A server-family rule sends one query per family, concurrently.
+    """
     catalogue = build_catalogue({}, "<bench>", {})
-    client = PrometheusClient(TransportOptions(url=url, timeout=60))
+    # serve's refresh client (its threads: room for every shard), with a longer deadline.
+    client = PrometheusClient(
+        TransportOptions.from_settings(PrometheusSettings(url=url, timeout=60))
+    )
     # Before: gzip-compressed answers (requests' default), decoded by custom_query's json.
     before = PrometheusClient(TransportOptions(url=url, timeout=60, compression=True))
     loop = asyncio.get_running_loop()
@@ -243,25 +260,33 @@ async def refresh_walls(url: str) -> Walls:
         result = await loop.run_in_executor(None, before._connect.custom_query, expr)
         return transport._vector(result)
 
+    async def timed_async(call: Any) -> float:
+        started = time.perf_counter()
+        await call()
+        return time.perf_counter() - started
+
     walls: Walls = {}
     for rule in prometheus_rules(catalogue):
-        source = PrometheusSource(client, [rule])
+        sharded = PrometheusSource(client, [rule])
+        unsharded = PrometheusSource(client, [rule], max_query_shards=1)
+        await sharded.refresh_once()  # learns the answers' sizes: the next one splits
+        await unsharded.refresh_once()
         exprs = (
             [expr for _, expr in rule.queries()] if isinstance(rule, FamilyRule) else [rule.query()]
         )
-        runs: list[float] = []
-        queries: list[float] = []
-        builds: list[float] = []
-        old_queries: list[float] = []
-        old_builds: list[float] = []
-        for _ in range(3):
-            started = time.perf_counter()
-            await source.refresh_once()
-            runs.append(time.perf_counter() - started)
-            for query, query_walls, build_walls in (
-                (client.query, queries, builds),
-                (old_query, old_queries, old_builds),
-            ):
+
+        async def floor(exprs: list[str] = exprs) -> None:
+            await asyncio.gather(*(client.query(f"count({expr})") for expr in exprs))
+
+        seen: dict[str, list[float]] = {}
+        ways = {"unsharded": unsharded.refresh_once, "sharded": sharded.refresh_once}
+        for round_ in range(rounds):
+            # Each goes first in every other round: the first after the heavy queries
+            # below would otherwise always pay for what they left Prometheus to do.
+            for name in sorted(ways, reverse=bool(round_ % 2)):
+                seen.setdefault(name, []).append(await timed_async(ways[name]))
+            seen.setdefault("floor", []).append(await timed_async(floor))
+            for name, query in (("", client.query), ("old_", old_query)):
                 started = time.perf_counter()
                 vectors = await asyncio.gather(*(query(expr) for expr in exprs))
                 query_wall = time.perf_counter() - started
@@ -270,22 +295,20 @@ async def refresh_walls(url: str) -> Walls:
                     snapshot.build_families(rule, vectors, time.time(), 45.0)
                 else:
                     snapshot.build(rule, vectors[0], time.time(), 45.0)
-                build_walls.append(time.perf_counter() - started)
-                query_walls.append(query_wall)
+                seen.setdefault(f"{name}build", []).append(time.perf_counter() - started)
+                seen.setdefault(f"{name}query", []).append(query_wall)
                 del vectors
-        walls[rule.metric] = (
-            statistics.median(runs),
-            statistics.median(queries),
-            statistics.median(builds),
-            statistics.median(old_queries),
-            statistics.median(old_builds),
-        )
+        walls[rule.metric] = {name: statistics.median(times) for name, times in seen.items()}
+        walls[rule.metric]["shards"] = sharded._planner.planned(rule)
+        walls[rule.metric]["queries"] = len(exprs)
     client.close()
     before.close()
     return walls
 
 
-def run_layout(layout: str, replicas: int, runs: int, baseline: Path | None = None) -> None:
+def run_layout(
+    layout: str, replicas: int, runs: int, baseline: Path | None = None, refresh_rounds: int = 3
+) -> None:
     namespaces = parse_layout(layout)
     total = sum(size for _, size in namespaces)
     with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
@@ -308,7 +331,7 @@ def run_layout(layout: str, replicas: int, runs: int, baseline: Path | None = No
             timeout=300,
             predicate=lambda r: bool(r) and float(r[0]["value"][1]) >= total,
         )
-        walls = asyncio.run(refresh_walls(prom.url))
+        walls = asyncio.run(refresh_walls(prom.url, refresh_rounds))
         adapters = [Replica(stack, tmp, f"replica-{i}", prom.url) for i in range(replicas)]
         if baseline is not None:  # last: the reads below are timed on adapters[0]
             adapters.append(Replica(stack, tmp, "baseline", prom.url, baseline))
@@ -353,12 +376,18 @@ def run_layout(layout: str, replicas: int, runs: int, baseline: Path | None = No
             f"  ({len(prom_times)} queries, HTTP keep-alive)"
         )
         print(f"  ratio read / PromQL (p50): {read / direct:.3f}")
-        for metric, (wall, query, build, old_query, old_build) in walls.items():
-            parts = (
-                f" (queries + decoding {query * 1000:.0f} ms, snapshot build {build * 1000:.0f} ms;"
-                f" decoded as before: {old_query * 1000:.0f} + {old_build * 1000:.0f} ms)"
+        for metric, w in walls.items():
+            print(
+                f"  refresh wall {metric}: {w['sharded'] * 1000:.0f} ms in {w['shards']:.0f}"
+                f" queries vs {w['unsharded'] * 1000:.0f} ms in {w['queries']:.0f} unsharded"
+                f" (ratio {w['sharded'] / w['unsharded']:.2f}); Prometheus floor, count() of the"
+                f" queries: {w['floor'] * 1000:.0f} ms (refresh / floor {w['sharded'] / w['floor']:.2f})"
             )
-            print(f"  refresh wall {metric}: {wall * 1000:.0f} ms{parts}")
+            print(
+                f"    unsharded parts: queries + decoding {w['query'] * 1000:.0f} ms, snapshot"
+                f" build {w['build'] * 1000:.0f} ms; decoded as before:"
+                f" {w['old_query'] * 1000:.0f} + {w['old_build'] * 1000:.0f} ms"
+            )
         # RSS over one refresh interval and more (the answer in flight counts while it lasts).
         samples: list[list[float]] = [[] for _ in adapters]
         for _ in range(34):
@@ -412,11 +441,14 @@ def main() -> None:
         help="also run `serve` from this tree (e.g. `git archive` of an older commit): its RSS",
     )
     parser.add_argument("--runs", type=int, default=100, help="adapter reads per round (5 rounds)")
+    parser.add_argument(
+        "--refresh-rounds", type=int, default=3, help="refreshes per rule and way (medians)"
+    )
     args = parser.parse_args()
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     for layout in args.layout or ["100", "1000"]:
-        run_layout(layout, args.replicas, args.runs, args.baseline_src)
+        run_layout(layout, args.replicas, args.runs, args.baseline_src, args.refresh_rounds)
 
 
 if __name__ == "__main__":

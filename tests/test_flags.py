@@ -44,6 +44,7 @@ SERVE_GROUPS = {
         "--prometheus-timeout", "--prometheus-insecure-skip-verify", "--prometheus-compression",
         "--prometheus-refresh-interval", "--prometheus-stale-after",
         "--prometheus-selector-timeout", "--prometheus-selector-concurrency",
+        "--prometheus-max-query-shards",
     ],
     "GPU collectors": [
         "--gpu-collector-url", "--gpu-collector-selector", "--gpu-collector-port",
@@ -189,6 +190,7 @@ def test_every_serve_flag_reaches_its_field() -> None:
         "--prometheus-timeout=2s", "--prometheus-insecure-skip-verify", "--prometheus-compression",
         "--prometheus-refresh-interval=30s", "--prometheus-stale-after=2m",
         "--prometheus-selector-timeout=1s", "--prometheus-selector-concurrency=2",
+        "--prometheus-max-query-shards=8",
         "--gpu-collector-url=http://n1:9400", "--gpu-collector-url=http://n2:9400",
         "--gpu-collector-selector=app=c", "--gpu-collector-port=9500", "--gpu-pull-interval=1s",
         "--gpu-stale-after=10s", "--gpu-timeout=750ms",
@@ -231,6 +233,7 @@ def test_every_serve_flag_reaches_its_field() -> None:
             stale_after=120.0,
             selector_timeout=1.0,
             selector_concurrency=2,
+            max_query_shards=8,
         ),
         gpu=GpuSettings(
             collector_urls=("http://n1:9400", "http://n2:9400"),
@@ -331,7 +334,7 @@ def test_the_readme_table_states_the_defaults_the_flags_have() -> None:
             elif default.startswith("`"):
                 assert f"`{by_name[name].default_text()}`" == default, name
                 checked += 1
-    assert checked == 37
+    assert checked == 38
 
 
 # The plumbing on a small tree of its own: what a docstring and an annotation declare.

@@ -64,6 +64,8 @@ VALIDATION = [
     ),
     (["--prometheus-selector-timeout", "0s"], ["--prometheus-selector-timeout must be positive"]),
     (["--prometheus-selector-concurrency", "0"], ["--prometheus-selector-concurrency must be at least 1"]),
+    (["--prometheus-max-query-shards", "0"], ["--prometheus-max-query-shards must be within 1..16"]),
+    (["--prometheus-max-query-shards", "17"], ["--prometheus-max-query-shards must be within 1..16"]),
     (["--prometheus-ca-file", "{d}/missing"], ["--prometheus-ca-file {d}/missing: no such file"]),
     (["--prometheus-bearer-token-file", "{d}/missing"], ["--prometheus-bearer-token-file {d}/missing: no such file"]),
     # gpu collectors

@@ -4,7 +4,9 @@ Data flow: ``transport`` (HTTP, off the event loop) -> ``promql`` (pure query
 text) and ``rules`` (validated rule forms) -> ``snapshot`` (immutable per-rule
 values, ``histogram`` math) -> ``source`` (the refresh loop and ``fetch``).
 ``families`` holds the inference servers' own series for the built-in metrics
-(one query per family; per pod the first family with data wins). ``catalogue``
+(one query per family; per pod the first family with data wins). ``shards``
+splits a query whose last answer was large into concurrent shards by the pod
+name's last character (its contract). ``catalogue``
 reads the rules file's ``prometheus`` blocks (once per load) and collects the
 rules; ``PrometheusSource.from_settings`` is how ``serve`` builds the source.
 """

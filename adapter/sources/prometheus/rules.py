@@ -219,21 +219,22 @@ class FamilyRule:
 
     def queries(self, extra: Sequence[LabelMatcher] = ()) -> tuple[tuple[str, str], ...]:
         """``(family name, PromQL)`` per family, in the rule's order: exactly what is sent."""
-        combine = _COMBINE.get(self.aggregate, "avg")
         return tuple(
-            (
-                family.name,
-                families.render_family_query(
-                    family,
-                    self.labels_for(index).namespace,
-                    self.labels_for(index).pod,
-                    (*self.selector, *extra),
-                    window_seconds=self.window_seconds,
-                    quantile=self.quantile,
-                    combine=combine,
-                ),
-            )
+            (family.name, self.family_query(index, extra))
             for index, family in enumerate(self.families)
+        )
+
+    def family_query(self, index: int, extra: Sequence[LabelMatcher] = ()) -> str:
+        """The ``index``-th family's query (``extra`` matchers added to its series)."""
+        labels = self.labels_for(index)
+        return families.render_family_query(
+            self.families[index],
+            labels.namespace,
+            labels.pod,
+            (*self.selector, *extra),
+            window_seconds=self.window_seconds,
+            quantile=self.quantile,
+            combine=_COMBINE.get(self.aggregate, "avg"),
         )
 
 

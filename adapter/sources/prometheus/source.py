@@ -8,6 +8,12 @@ queries per minute is ``queries * 60 / interval`` whatever the number of HPAs
 and pods, where a family rule (built-in metrics) sends one query per server
 family and every other rule one query.
 
+A query whose last answer was large is sent as several shards at once, split
+by the pod name's last character (``adapter.sources.prometheus.shards``: the
+contract, when it splits, how a failed shard counts), so decoding the first
+answers overlaps Prometheus' evaluation of the others; the shards' answers are
+joined into the one answer and the snapshot is built once.
+
 When a rule's query fails its previous values are kept, each until it is
 older than the staleness bound (default three intervals), then they are
 gone: the HPA sees a missing metric, never a 0. The log says which: values
@@ -38,6 +44,9 @@ Self metrics (``registry``):
   no_timestamp, duplicate, stale, shadowed: a later family also had the pod)
 - ``adapter_prometheus_family_pods{metric,family}`` gauge: pods each server
   family won in the last snapshot (built-in metrics read from families)
+- ``adapter_prometheus_refresh_queries{metric}`` gauge: PromQL queries the
+  metric's next refresh sends (one per query, or per family; more where a
+  large answer is split into shards)
 """
 
 from __future__ import annotations
@@ -66,6 +75,15 @@ from adapter.settings import PrometheusSettings
 from adapter.sources.prometheus import snapshot
 from adapter.sources.prometheus.promql import LabelMatcher, PromQLError, matchers_from_selector
 from adapter.sources.prometheus.rules import FamilyRule, PrometheusRule
+from adapter.sources.prometheus.shards import (
+    DEFAULT_MAX_SHARDS,
+    DEFAULT_SERIES_PER_SHARD,
+    RuleQuery,
+    ShardPlanner,
+    join,
+    queries_of,
+    shard_matchers,
+)
 from adapter.sources.prometheus.snapshot import RuleSnapshot
 from adapter.sources.prometheus.transport import (
     PrometheusAPI,
@@ -113,6 +131,8 @@ class PrometheusSource:
         selector_concurrency: int = 8,
         name: str = "prometheus",
         after_refresh: Callable[[], object] | None = None,
+        max_query_shards: int = DEFAULT_MAX_SHARDS,
+        series_per_shard: int = DEFAULT_SERIES_PER_SHARD,
     ) -> None:
         """
         :param refresh_interval: seconds between refreshes (match the scrape interval).
@@ -127,12 +147,16 @@ class PrometheusSource:
         :param selector_concurrency: distinct metricLabelSelector queries at once.
         :param after_refresh: called after every refresh, once the previous
             snapshots are dropped (``serve`` hands the freed heap back to the system).
+        :param max_query_shards: the most shards a refresh query is split into
+            (1: never split; see ``adapter.sources.prometheus.shards``).
+        :param series_per_shard: the answer size, in series, per shard.
         """
         if refresh_interval <= 0:
             raise ValueError("refresh_interval must be positive")
         if selector_concurrency < 1:
             raise ValueError("selector_concurrency must be at least 1")
         self._api = api
+        self._planner = ShardPlanner(max_shards=max_query_shards, series_per_shard=series_per_shard)
         self._after_refresh = after_refresh
         self._selector_api = api if selector_api is None else selector_api
         self._selector_concurrency = selector_concurrency
@@ -205,6 +229,7 @@ class PrometheusSource:
                 selector_api=selector_api,
                 selector_concurrency=settings.selector_concurrency,
                 after_refresh=after_refresh,
+                max_query_shards=settings.max_query_shards,
             )
         except BaseException:
             api.close()
@@ -286,6 +311,7 @@ class PrometheusSource:
         """
         async with self._refreshing:
             rules = list(self._rules.values())
+            self._planner.retain(rules)
             previous = self._snapshot
             fresh = await asyncio.gather(
                 *(self._refresh_rule(rule, previous.get(rule.metric)) for rule in rules)
@@ -311,7 +337,7 @@ class PrometheusSource:
         self, rule: PrometheusRule, previous: RuleSnapshot | None
     ) -> RuleSnapshot | None:
         try:
-            return await self._build(rule)
+            return await self._build(rule, planned=True)
         except SourceError:
             self._log_kept(rule, previous)
         except Exception:
@@ -343,38 +369,63 @@ class PrometheusSource:
         rule: PrometheusRule,
         extra: Sequence[LabelMatcher] = (),
         api: PrometheusAPI | None = None,
+        *,
+        planned: bool = False,
     ) -> RuleSnapshot:
         """Query ``rule`` (one query, or one per family) and build its snapshot.
 
         A family rule whose queries do not all succeed raises SourceError: a
         pod must never move to a later family because an earlier one failed.
         ``api`` defaults to the refresh client (selector queries pass their own).
+        ``planned``: the refresh's queries, split into shards as the planner says
+        and their sizes recorded (metricLabelSelector queries are never split).
         """
         api = self._api if api is None else api
-        if isinstance(rule, FamilyRule):
-            vectors = await asyncio.gather(
-                *(self._query(rule, expr, api) for _, expr in rule.queries(extra))
+        planner = self._planner if planned else None
+        vectors = await asyncio.gather(
+            *(
+                self._query(rule, index, query, extra, api, planner=planner)
+                for index, query in enumerate(queries_of(rule))
             )
+        )
+        if isinstance(rule, FamilyRule):
             return snapshot.build_families(rule, vectors, self._clock(), self._staleness)
-        vector = await self._query(rule, rule.query(extra), api)
-        return snapshot.build(rule, vector, self._clock(), self._staleness)
+        return snapshot.build(rule, vectors[0], self._clock(), self._staleness)
 
     async def _query(
-        self, rule: PrometheusRule, expr: str, api: PrometheusAPI
+        self,
+        rule: PrometheusRule,
+        index: int,
+        query: RuleQuery,
+        extra: Sequence[LabelMatcher],
+        api: PrometheusAPI,
+        *,
+        planner: ShardPlanner | None,
     ) -> Sequence[PromSample]:
+        """One of the rule's queries, in shards when the planner says so: timed and,
+        when it fails (any shard), counted as one query."""
+        shards = 1 if planner is None else planner.shards(rule, index, query)
+        exprs = [query.render((*extra, *more)) for more in shard_matchers(query.pod_label, shards)]
         started = time.perf_counter()
         try:
-            vector = await api.query(expr)
-        except PrometheusUnavailable:
-            self._errors.labels(metric=rule.metric).inc()
-            self._unavailable = True
-            raise
-        except SourceError:
-            self._errors.labels(metric=rule.metric).inc()
-            raise
+            parts = await asyncio.gather(
+                *(api.query(expr) for expr in exprs), return_exceptions=True
+            )
         finally:
             self._durations.labels(metric=rule.metric).observe(time.perf_counter() - started)
+        failed = [part for part in parts if isinstance(part, BaseException)]
+        for error in failed:
+            if not isinstance(error, SourceError):
+                raise error  # a bug or a cancellation: not a failed query
+        if failed:
+            self._errors.labels(metric=rule.metric).inc()
+            unavailable = [e for e in failed if isinstance(e, PrometheusUnavailable)]
+            self._unavailable = self._unavailable or bool(unavailable)
+            raise (unavailable or failed)[0]
         self._unavailable = False
+        vector = join([part for part in parts if not isinstance(part, BaseException)])
+        if planner is not None:
+            planner.answered(rule, index, len(vector))
         return vector
 
     async def _select(self, rule: PrometheusRule, selector: Selector) -> RuleSnapshot:
@@ -456,6 +507,14 @@ class _SnapshotCollector(Collector):
             "Pods each inference-server family won in the metric's current snapshot.",
             labels=["metric", "family"],
         )
+        queries = GaugeMetricFamily(
+            "adapter_prometheus_refresh_queries",
+            "PromQL queries the metric's next refresh sends (more than its queries where a "
+            "large answer is split into shards).",
+            labels=["metric"],
+        )
+        for metric, rule in sorted(self._source.rules.items()):
+            queries.add_metric([metric], self._source._planner.planned(rule))
         for metric, snap in sorted(current.items()):
             for family, pods in snap.by_family().items():
                 if family:
@@ -468,3 +527,4 @@ class _SnapshotCollector(Collector):
         yield samples
         yield dropped
         yield families
+        yield queries

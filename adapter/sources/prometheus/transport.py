@@ -138,6 +138,9 @@ class TransportOptions:
             timeout=settings.timeout,
             insecure_skip_verify=settings.insecure_skip_verify,
             compression=settings.compression,
+            # Room for every shard of a split query and the other rules' queries beside
+            # them: a shard waiting for a thread would not overlap the others.
+            max_concurrency=max(4, 2 * settings.max_query_shards),
         )
 
     def for_selectors(self, settings: PrometheusSettings) -> TransportOptions:
@@ -340,6 +343,36 @@ class Columns(Sequence[PromSample]):
 
     def __len__(self) -> int:
         return len(self._values)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every series' label names, in the answer's order."""
+        return self._names
+
+    @classmethod
+    def concat(cls, parts: Sequence[Columns]) -> Columns:
+        """The parts' series one after the other, as one Columns: equal to decoding
+        their answers' series concatenated into one answer (the string tables are
+        merged, each distinct string once). Every
+        part must have the same label names (ValueError), as the shards of one
+        query do."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        names = parts[0]._names
+        if any(part._names != names for part in parts):
+            raise ValueError("parts with different label names")
+        table: dict[str, int] = {}
+        labels: tuple[array[int], ...] = tuple(array("I") for _ in names)
+        timestamps: array[float] = array("d")
+        values: array[float] = array("d")
+        for part in parts:
+            # Per distinct string of the part, its index in the merged table.
+            remap = [table.setdefault(text, len(table)) for text in part._strings]
+            for out, column in zip(labels, part._labels, strict=True):
+                out.extend(map(remap.__getitem__, column))
+            timestamps.extend(part._timestamps)
+            values.extend(part._values)
+        return cls(names, labels, list(table), timestamps, values)
 
     @overload
     def __getitem__(self, index: int) -> PromSample: ...

@@ -25,7 +25,13 @@ from adapter.core.errors import BadRequest
 from adapter.core.model import MetricName
 from adapter.core.selectors import EVERYTHING, Operator, parse_selector
 from adapter.demo.fleet import FixedLoad, Fleet, SimulatedPod
-from adapter.sources.prometheus import PrometheusClient, PrometheusSource, TransportOptions, promql
+from adapter.sources.prometheus import (
+    PrometheusClient,
+    PrometheusSource,
+    TransportOptions,
+    promql,
+    shards,
+)
 from adapter.sources.prometheus.promql import PromQLError
 from adapter.sources.prometheus.rules import PromLabels, parse_rule
 from adapter.sources.prometheus.transport import Columns, _vector, decode
@@ -328,6 +334,91 @@ def test_quoted_strings_read_back_exactly(prom: PrometheusServer, value: str) ->
         return
     result = prom.query(f'label_replace(vector(1), "probe", {literal}, "", "")')
     assert [r["metric"].get("probe") for r in result] == [value]
+
+
+# --- sharded refresh queries: a partition in Prometheus' own regex engine ---
+
+# The last characters of the TRICKY values, and the characters special in a class.
+TRICKY_ALPHABET = "nb}{\"*$\t'`~ é本🙂\\]^-yr"
+
+
+@pytest.mark.parametrize("alphabet", [shards.ALPHABET, TRICKY_ALPHABET])
+@pytest.mark.parametrize("count", [2, 3, 4, 16])
+def test_shards_partition_every_label_value_in_prometheus(
+    prom: PrometheusServer, alphabet: str, count: int
+) -> None:
+    """Each probe value (quotes, newlines, non-ASCII, regex syntax) is kept by exactly one
+    shard, as RE2 reads the matchers; with the tricky alphabet, by the shard of its last
+    character."""
+    found: list[str] = []
+    for own in shards.shard_matchers("probe", count, alphabet):
+        result = prom.query(f"probe_series{{{promql.render_matchers(own)}}}")
+        found += [r["metric"]["probe"] for r in result]
+    assert sorted(found) == sorted(TRICKY)
+    if alphabet == TRICKY_ALPHABET:
+        first = shards.shard_matchers("probe", count, alphabet)[0]
+        result = prom.query(f"probe_series{{{promql.render_matchers(first)}}}")
+        expected = [v for v in TRICKY if v[-1] in alphabet[::count] and "\n" not in v]
+        assert sorted(r["metric"]["probe"] for r in result) == sorted(expected)
+
+
+class Recording:
+    """A PrometheusAPI that records the queries it passes on."""
+
+    def __init__(self, api: PrometheusClient) -> None:
+        self.api = api
+        self.calls: list[str] = []
+
+    async def query(self, expr: str, *, at: float | None = None) -> Any:
+        self.calls.append(expr)
+        return await self.api.query(expr, at=at)
+
+
+async def test_a_sharded_refresh_equals_the_unsharded_one(client: PrometheusClient) -> None:
+    """Forced to split (one shard per series, at most 4), the refresh sends 4 shards per
+    query and serves what one query per rule serves. Both evaluate at their own moment, so
+    compare until a pair agrees (a scrape may land between them), then exactly."""
+    recording = Recording(client)
+    rules = [latency_rule(), queue_rule()]
+    sharded = PrometheusSource(recording, rules, series_per_shard=1, max_query_shards=4)
+    plain = PrometheusSource(client, rules, max_query_shards=1)
+    await sharded.refresh_once()
+    assert len(recording.calls) == 2  # the first refresh: sizes unknown, one query each
+
+    def values(source: PrometheusSource) -> dict[MetricName, dict[Any, float]]:
+        """Per metric and pod its value, NaN for a pod without one."""
+        return {
+            metric: {
+                key: math.nan if value.sample is None else value.sample.value
+                for key, value in snap.pods.items()
+            }
+            for metric, snap in source.snapshot.items()
+        }
+
+    deadline = time.monotonic() + 90
+    while True:
+        recording.calls.clear()
+        await sharded.refresh_once()
+        await plain.refresh_once()
+        got, expected = values(sharded), values(plain)
+        agree = got.keys() == expected.keys() and all(
+            got[m] == pytest.approx(expected[m], rel=1e-9, nan_ok=True) for m in got
+        )
+        if agree or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)
+    assert len(recording.calls) == 8
+    for rule in rules:
+        for own in shards.shard_matchers("pod", 4):
+            assert rule.query(own) in recording.calls  # type: ignore[union-attr]
+    assert got.keys() == {LATENCY, QUEUE}
+    for metric in got:
+        assert got[metric].keys() == expected[metric].keys()
+        assert got[metric] == pytest.approx(expected[metric], rel=1e-9, nan_ok=True)
+        assert sharded.snapshot[metric].dropped == plain.snapshot[metric].dropped
+    assert set(got[LATENCY]) == {pod_key("ml", "a"), pod_key("ml", "b"), pod_key("ml", "idle"),
+                                 pod_key("other", "c")}  # fmt: skip
+    assert got[QUEUE][pod_key("ml", "a")] == 7.0
 
 
 # --- an outage: last values until the bound, then nothing, then values again ---
