@@ -24,7 +24,6 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from kubernetes.aio.client import ApiClient
 from prometheus_client import CollectorRegistry
 
 from adapter.api import handlers
@@ -67,6 +66,7 @@ from adapter.core.resolver import Resolver
 from adapter.kube import credentials as kube_credentials
 from adapter.kube.configmap import ConfigMapWatch
 from adapter.kube.errors import KubeError
+from adapter.kube.k8s import ApiClient
 from adapter.kube.listwatch import KubeListWatch
 from adapter.kube.podindex import PodIndex
 from adapter.kube.podsfile import PodsFileIndex

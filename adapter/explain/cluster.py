@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from kubernetes.aio.client import ApiClient, Configuration
-from kubernetes.aio.client.exceptions import ApiException
-
 from adapter.explain.report import object_resource
 from adapter.hpa.calculator import PodState
 from adapter.hpa.spec import MetricSpec, MetricType, ScaleTarget
 from adapter.kube.errors import KubeAPIError
+from adapter.kube.k8s import ApiClient, ApiException, Configuration
 from adapter.kube.rest import open_request, parse_object
 
 GROUP = "/apis/custom.metrics.k8s.io/v1beta2"

@@ -1,6 +1,6 @@
 """One request to the API server as raw JSON: the transport every ``adapter.kube`` client shares.
 
-Requests go through ``kubernetes.aio.client.ApiClient`` (its credentials, TLS
+Requests go through ``kubernetes.aio.ApiClient`` (its credentials, TLS
 and token refresh) by resource path, without the generated models: nothing is
 validated or copied into a model on the way in or out. Every failure leaves
 here as an ``adapter.kube.errors`` exception; aiohttp's and the client's own
@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
-from kubernetes.aio import client
-from kubernetes.aio.client.exceptions import ApiException
 
 from adapter.kube.errors import KubeAPIError, translate
+from adapter.kube.k8s import ApiClient, ApiException
 
 # Errors the client and aiohttp raise for a request that did not complete.
 TRANSPORT_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError)
@@ -26,7 +25,7 @@ JSONObject = Mapping[str, Any]
 
 
 async def open_request(
-    api_client: client.ApiClient,
+    api_client: ApiClient,
     method: str,
     path: str,
     *,
