@@ -24,7 +24,6 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from kubernetes.aio.client import ApiClient
 from prometheus_client import CollectorRegistry
 
 from adapter.api import handlers
@@ -67,6 +66,7 @@ from adapter.core.resolver import Resolver
 from adapter.kube import credentials as kube_credentials
 from adapter.kube.configmap import ConfigMapWatch
 from adapter.kube.errors import KubeError
+from adapter.kube.k8s import KubeClient
 from adapter.kube.listwatch import KubeListWatch
 from adapter.kube.podindex import PodIndex
 from adapter.kube.podsfile import PodsFileIndex
@@ -270,7 +270,7 @@ class AuthParts:
     lifetimes: list[Callable[[web.Application], AsyncIterator[None]]]
 
 
-def _auth(settings: Settings, tls: ServingTLS, api_client: ApiClient | None) -> AuthParts:
+def _auth(settings: Settings, tls: ServingTLS, api_client: KubeClient | None) -> AuthParts:
     """Authentication and authorization as k8s.io/apiserver delegates them (protocol.md section 7).
 
     Cluster mode: front-proxy and client certificates from the trust ConfigMap
@@ -346,7 +346,7 @@ def _auth(settings: Settings, tls: ServingTLS, api_client: ApiClient | None) -> 
 
 async def _pod_lister(
     settings: Settings, stack: contextlib.AsyncExitStack
-) -> tuple[PodIndex | PodsFileIndex, ApiClient | None]:
+) -> tuple[PodIndex | PodsFileIndex, KubeClient | None]:
     """The pod index, and the API client it uses (None in standalone mode)."""
     if settings.kube.pods_file is not None:
         pods = PodsFileIndex.load(settings.kube.pods_file)

@@ -397,9 +397,9 @@ def run_layout(
         for i, (adapter, seen) in enumerate(zip(adapters, samples, strict=True)):
             hwm = adapter.rss_mib()[1]
             print(
-                f"  replica {i} ({adapter.src}) RSS over 17 s: min {min(seen):.0f},"
-                f" median {statistics.median(seen):.0f}, max {max(seen):.0f} MiB"
-                f" (peak ever {hwm:.0f} MiB), every value served"
+                f"  replica {i} ({adapter.src}) RSS over 17 s: min {min(seen):.1f},"
+                f" median {statistics.median(seen):.1f}, max {max(seen):.1f} MiB"
+                f" (peak ever {hwm:.1f} MiB), every value served"
             )
         if replicas > 1:
             compare_replicas(adapters[:replicas], path)

@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from kubernetes.aio.client import ApiClient, Configuration
-from kubernetes.aio.client.exceptions import ApiException
-
 from adapter.explain.report import object_resource
 from adapter.hpa.calculator import PodState
 from adapter.hpa.spec import MetricSpec, MetricType, ScaleTarget
 from adapter.kube.errors import KubeAPIError
+from adapter.kube.k8s import ApiException, Configuration, KubeClient
 from adapter.kube.rest import open_request, parse_object
 
 GROUP = "/apis/custom.metrics.k8s.io/v1beta2"
@@ -37,7 +35,7 @@ class ClusterError(Exception):
 
 
 async def get_json(
-    client: ApiClient, path: str, query: Sequence[tuple[str, str]] = ()
+    client: KubeClient, path: str, query: Sequence[tuple[str, str]] = ()
 ) -> Mapping[str, Any]:
     """GET ``path`` with the client's credentials; the decoded JSON object.
 
@@ -70,14 +68,14 @@ def _message(data: object, fallback: str) -> str:
     return fallback
 
 
-def direct_client(api: ApiClient, adapter_url: str, ca_file: str | None) -> ApiClient:
+def direct_client(api: KubeClient, adapter_url: str, ca_file: str | None) -> KubeClient:
     """A client for the adapter itself, with the kubeconfig's client credentials."""
     configuration: Configuration = copy.copy(api.configuration)
     configuration.host = adapter_url.rstrip("/")
     if ca_file is not None:
         configuration.ssl_ca_cert = ca_file
         configuration.ca_cert_data = None
-    return ApiClient(configuration=configuration)
+    return KubeClient(configuration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +85,13 @@ class Scale:
     selector: str
 
 
-async def read_hpa(api: ApiClient, namespace: str, name: str) -> Mapping[str, Any]:
+async def read_hpa(api: KubeClient, namespace: str, name: str) -> Mapping[str, Any]:
     return await get_json(
         api, f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/{name}"
     )
 
 
-async def read_scale(api: ApiClient, namespace: str, target: ScaleTarget) -> Scale:
+async def read_scale(api: KubeClient, namespace: str, target: ScaleTarget) -> Scale:
     """The target's ``/scale`` subresource: spec and status replicas, the pod selector."""
     group_version = target.api_version or "apps/v1"
     prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
@@ -108,7 +106,7 @@ async def read_scale(api: ApiClient, namespace: str, target: ScaleTarget) -> Sca
     )
 
 
-async def list_pods(api: ApiClient, namespace: str, selector: str) -> list[PodState]:
+async def list_pods(api: KubeClient, namespace: str, selector: str) -> list[PodState]:
     """The pods the HPA's pod lister returns for the selector (every phase)."""
     body = await get_json(
         api, f"/api/v1/namespaces/{namespace}/pods", [("labelSelector", selector)]
@@ -171,7 +169,7 @@ def explanation_path(
 
 
 async def adapter_view(
-    client: ApiClient, metric: MetricSpec, namespace: str, selector: str
+    client: KubeClient, metric: MetricSpec, namespace: str, selector: str
 ) -> tuple[Mapping[str, Any] | None, str | None]:
     """(the adapter's explanation, None) or (None, why it could not be read)."""
     where = explanation_path(metric, namespace, selector)

@@ -100,8 +100,8 @@ async def _report(args: argparse.Namespace) -> dict[str, Any]:
         return report
     finally:
         if adapter is not api:
-            await adapter.close()  # type: ignore[no-untyped-call]
-        await api.close()  # type: ignore[no-untyped-call]
+            await adapter.close()
+        await api.close()
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Talking to the Kubernetes API: credentials, our error types, list+watch and reviews.
 
-- ``credentials.connect``: an ``ApiClient`` from ``--kubeconfig`` or in-cluster config.
+- ``k8s``: the only importer of the ``kubernetes`` library (``KubeClient``; see its docstring).
+- ``credentials.connect``: a ``KubeClient`` from ``--kubeconfig`` or in-cluster config.
 - ``rest``: one raw-JSON request by resource path (the transport every client shares).
 - ``listwatch``: LIST/WATCH of any ``Resource`` (``ListWatchAPI`` seam, ``KubeListWatch``).
 - ``reflector``: ``Reflector``, the one list+watch loop (pagination, bookmarks, resume,

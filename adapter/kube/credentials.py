@@ -1,7 +1,7 @@
 """Credentials for the API server: a kubeconfig file, or the pod's service account.
 
 ``connect`` is the only function here: it returns a ready
-``kubernetes.aio.client.ApiClient`` that the caller owns and must ``close()``.
+``adapter.kube.k8s.KubeClient`` that the caller owns and must ``close()``.
 Every failure becomes :class:`~adapter.kube.errors.KubeConfigError` naming the
 source (file and context, or "in-cluster"), with the library error chained.
 """
@@ -11,10 +11,15 @@ from __future__ import annotations
 import logging
 
 import yaml
-from kubernetes.aio import client, config
-from kubernetes.aio.config.config_exception import ConfigException
 
 from adapter.kube.errors import KubeConfigError
+from adapter.kube.k8s import (
+    ConfigException,
+    Configuration,
+    KubeClient,
+    load_incluster_config,
+    load_kube_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +35,8 @@ def describe(kubeconfig: str | None, context: str | None = None) -> str:
     return f"{where} (context {context})" if context else where
 
 
-async def connect(kubeconfig: str | None = None, *, context: str | None = None) -> client.ApiClient:
-    """A new ``kubernetes.aio.client.ApiClient``; the caller closes it.
+async def connect(kubeconfig: str | None = None, *, context: str | None = None) -> KubeClient:
+    """A new ``KubeClient``; the caller closes it.
 
     ``kubeconfig`` is a kubeconfig path (``--kubeconfig``); None means in-cluster
     (the service account token and CA mounted into the pod). ``context`` picks a
@@ -42,13 +47,13 @@ async def connect(kubeconfig: str | None = None, *, context: str | None = None) 
     """
     if kubeconfig is None and context is not None:
         raise KubeConfigError("a kubeconfig context was given without a kubeconfig file")
-    configuration = client.Configuration()
+    configuration = Configuration()
     try:
         if kubeconfig is None:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
             # persist_config=False: never write refreshed tokens back into the user's file.
-            await config.load_kube_config(  # type: ignore[no-untyped-call]
+            await load_kube_config(
                 config_file=kubeconfig,
                 context=context,
                 client_configuration=configuration,
@@ -57,4 +62,4 @@ async def connect(kubeconfig: str | None = None, *, context: str | None = None) 
     except _LOAD_ERRORS as e:
         raise KubeConfigError(f"cannot load {describe(kubeconfig, context)}: {e}") from e
     log.info("Kubernetes API at %s from %s", configuration.host, describe(kubeconfig, context))
-    return client.ApiClient(configuration=configuration)
+    return KubeClient(configuration)

@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from kubernetes.aio.client.exceptions import ApiException
 
 from adapter.core.errors import StartupError
+from adapter.kube.k8s import ApiException
 
 
 class KubeError(Exception):

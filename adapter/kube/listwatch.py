@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
-from kubernetes.aio import client
 
 from adapter.kube.errors import KubeAPIError, KubeUnavailable, error_from_status, translate
+from adapter.kube.k8s import KubeClient
 from adapter.kube.rest import TRANSPORT_ERRORS, JSONObject, open_request, parse_object, read_body
 
 __all__ = ["JSONObject", "KubeListWatch", "ListWatchAPI", "Resource"]
@@ -69,13 +69,13 @@ class ListWatchAPI(Protocol):
 
 
 class KubeListWatch:
-    """``ListWatchAPI`` over a ``kubernetes.aio.client.ApiClient`` (owned by the caller).
+    """``ListWatchAPI`` over a ``KubeClient`` (owned by the caller).
 
     ``request_timeout`` bounds a LIST; a WATCH may last ``timeout_seconds`` plus
     ``request_timeout`` before the client gives up on a silent connection.
     """
 
-    def __init__(self, api_client: client.ApiClient, *, request_timeout: float = 60.0) -> None:
+    def __init__(self, api_client: KubeClient, *, request_timeout: float = 60.0) -> None:
         self._client = api_client
         self._request_timeout = float(request_timeout)
 

@@ -1,7 +1,7 @@
 """One request to the API server as raw JSON: the transport every ``adapter.kube`` client shares.
 
-Requests go through ``kubernetes.aio.client.ApiClient`` (its credentials, TLS
-and token refresh) by resource path, without the generated models: nothing is
+Requests go through ``adapter.kube.k8s.KubeClient`` (the library's credentials,
+TLS and token refresh) by resource path, without the generated models: nothing is
 validated or copied into a model on the way in or out. Every failure leaves
 here as an ``adapter.kube.errors`` exception; aiohttp's and the client's own
 types never do.
@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
-from kubernetes.aio import client
-from kubernetes.aio.client.exceptions import ApiException
 
 from adapter.kube.errors import KubeAPIError, translate
+from adapter.kube.k8s import ApiException, KubeClient
 
 # Errors the client and aiohttp raise for a request that did not complete.
 TRANSPORT_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError)
@@ -26,7 +25,7 @@ JSONObject = Mapping[str, Any]
 
 
 async def open_request(
-    api_client: client.ApiClient,
+    api_client: KubeClient,
     method: str,
     path: str,
     *,
@@ -43,26 +42,14 @@ async def open_request(
     headers = {"Accept": "application/json"}
     if body is not None:
         headers["Content-Type"] = "application/json"
-    method, url, headers, payload, post = await api_client.param_serialize(
-        method=method,
-        resource_path=path,
-        query_params=[(k, v) for k, v in query if v is not None],
-        header_params=headers,
-        body=dict(body) if body is not None else None,
-        auth_settings=["BearerToken"],
-    )
-    response = await api_client.call_api(
+    return await api_client.request(
         method,
-        url,
-        headers,
-        payload,
-        post,
-        _request_timeout=request_timeout,
-        _preload_content=False,
+        path,
+        query=[(k, v) for k, v in query if v is not None],
+        headers=headers,
+        body=body,
+        request_timeout=request_timeout,
     )
-    raw = response.response
-    assert isinstance(raw, aiohttp.ClientResponse)
-    return raw
 
 
 def parse_object(body: bytes, what: str) -> JSONObject:

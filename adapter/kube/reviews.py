@@ -10,9 +10,8 @@ TokenReview's body is a bearer token.
 
 from __future__ import annotations
 
-from kubernetes.aio import client
-
 from adapter.kube.errors import KubeAPIError, KubeUnavailable, error_from_status
+from adapter.kube.k8s import KubeClient
 from adapter.kube.rest import TRANSPORT_ERRORS, JSONObject, open_request, parse_object
 
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"  # noqa: S105  (a path)
@@ -20,9 +19,9 @@ SUBJECT_ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 
 class KubeReviews:
-    """POSTs reviews through a ``kubernetes.aio`` ``ApiClient`` (owned by the caller)."""
+    """POSTs reviews through a ``KubeClient`` (owned by the caller)."""
 
-    def __init__(self, api_client: client.ApiClient, request_timeout: float = 10.0) -> None:
+    def __init__(self, api_client: KubeClient, request_timeout: float = 10.0) -> None:
         self._client = api_client
         self._timeout = request_timeout
 

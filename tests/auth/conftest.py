@@ -13,7 +13,6 @@ import pytest
 import trustme
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from kubernetes.aio.client import ApiClient, Configuration
 
 from adapter.api.middleware import (
     AUTHN_METHOD,
@@ -33,6 +32,7 @@ from adapter.auth.trustsources import TrustLoader
 from adapter.core.errors import AdapterError
 from adapter.kube.backoff import Backoff
 from adapter.kube.configmap import ConfigMapWatch
+from adapter.kube.k8s import Configuration, KubeClient
 from adapter.kube.listwatch import KubeListWatch
 from adapter.kube.reviews import KubeReviews
 from adapter.settings import AuthSettings
@@ -165,7 +165,7 @@ async def server(pki: PKI, tmp_path: Path) -> AsyncIterator[Server]:
     clock = FakeClock(1000.0)
     cert_file, key_file = write_serving_cert(pki.server_ca, tmp_path)
     async with serve_auth_api(fake) as kube_url:
-        api_client = ApiClient(Configuration(host=kube_url))
+        api_client = KubeClient(Configuration(host=kube_url))
         kube = KubeReviews(api_client)
         tls = ServingTLS(cert_file, key_file, None)
         trust = TrustState()
@@ -208,7 +208,7 @@ async def server(pki: PKI, tmp_path: Path) -> AsyncIterator[Server]:
             for s in srv.sessions:
                 await s.close()
             await runner.cleanup()
-            await api_client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
+            await api_client.close()
 
 
 LeafFactory = Callable[..., trustme.LeafCert]

@@ -3,7 +3,7 @@
 - ``fake_kube``: a running ``FakeKubeServer`` (plain HTTP on 127.0.0.1).
 - ``kube_state``: its ``FakeKubeState`` (pods, history, knobs).
 - ``kubeconfig``: a kubeconfig file pointing at it.
-- ``kube_client``: a ``kubernetes.aio`` ApiClient made by ``adapter.kube.credentials``.
+- ``kube_client``: a ``KubeClient`` made by ``adapter.kube.credentials``.
 - ``backoff_sleeps``: the delays the pod index slept (its sleep is instant).
 - ``pod_index``: a ``PodIndex`` on the fake, pages of 2, not started: drive
   ``list_once()``/``watch_once()`` or ``start()`` it; it is stopped afterwards.
@@ -47,7 +47,7 @@ async def kube_client(kubeconfig: Path) -> AsyncIterator[Any]:
     try:
         yield client
     finally:
-        await client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
+        await client.close()
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 
-from kubernetes.aio.client import ApiClient, Configuration
-
 from adapter.kube.backoff import Backoff
 from adapter.kube.configmap import ConfigMapWatch
+from adapter.kube.k8s import Configuration, KubeClient
 from adapter.kube.listwatch import KubeListWatch
 from tests.fakes.kube_auth_api import CM_NAME, CM_NAMESPACE, KubeAuthState, serve_auth_api
 
@@ -34,7 +33,7 @@ async def test_versions_deletion_and_rejected_data() -> None:
         await asyncio.sleep(0)
 
     async with serve_auth_api(state) as url:
-        api_client = ApiClient(Configuration(host=url))
+        api_client = KubeClient(Configuration(host=url))
         watch = ConfigMapWatch(
             KubeListWatch(api_client),
             CM_NAMESPACE,
@@ -56,7 +55,7 @@ async def test_versions_deletion_and_rejected_data() -> None:
                 state.set_configmap({"k": "v3"})
                 await eventually(lambda: seen[-1] == {"k": "v3"})
         finally:
-            await api_client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
+            await api_client.close()
 
     assert seen[:3] == [{"k": "v1"}, {"k": "v2"}, None]
     assert sleeps[0] == 0.5

@@ -162,7 +162,7 @@ async def test_unreachable_server_is_unavailable(tmp_path: Path) -> None:
         with pytest.raises(KubeUnavailable):
             await index_on(client).list_once()
     finally:
-        await client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
+        await client.close()
 
 
 # ---------------------------------------------------------------------------- watching
@@ -597,7 +597,7 @@ async def test_connect_with_a_context(fake_kube: FakeKubeServer, tmp_path: Path)
     try:
         assert client.configuration.host == fake_kube.url
     finally:
-        await client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
+        await client.close()
 
 
 @pytest.mark.parametrize(
@@ -639,7 +639,7 @@ async def test_tls_fake_and_a_kubeconfig_with_its_ca(tmp_path: Path) -> None:
             index = index_on(client)
             await index.list_once()
         finally:
-            await client.close()  # type: ignore[no-untyped-call]  # kubernetes' ApiClient is untyped
+            await client.close()
 
     assert server.url.startswith("https://")
     assert names(index.all()) == {"a"}
