@@ -53,6 +53,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from adapter import __version__
+
 # The packages whose ``__init__`` is deferred, parents before children.
 DEFERRED_PACKAGES = ("kubernetes", "kubernetes.aio", "kubernetes.aio.config")
 
@@ -125,7 +127,8 @@ from kubernetes.aio.client.rest import RESTClientObject  # noqa: E402
 from kubernetes.aio.config.config_exception import ConfigException  # noqa: E402
 from kubernetes.aio.config.incluster_config import load_incluster_config  # noqa: E402
 
-USER_AGENT = "inference-metrics-adapter"
+USER_AGENT = f"inference-metrics-adapter/{__version__}"
+"""What the API server's audit log and metrics show for every request we send."""
 
 
 class KubeClient:

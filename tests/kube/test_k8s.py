@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from adapter import __version__
 from adapter.kube.k8s import Configuration, KubeClient, defer_package_init, is_deferred
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,7 +245,7 @@ async def test_a_request_as_the_generated_client_sent_it() -> None:
             "GET",
             "/api/v1/pods?labelSelector=app%20in%20(a,b),tier%3Dx/y&limit=5&watch=true",
             {
-                "User-Agent": "inference-metrics-adapter",
+                "User-Agent": f"inference-metrics-adapter/{__version__}",
                 "Accept": "*/*",
                 "Content-Type": "application/json",
                 "authorization": "Bearer first",
@@ -255,7 +256,7 @@ async def test_a_request_as_the_generated_client_sent_it() -> None:
             "POST",
             "/apis/authentication.k8s.io/v1/tokenreviews",
             {
-                "User-Agent": "inference-metrics-adapter",
+                "User-Agent": f"inference-metrics-adapter/{__version__}",
                 "Accept": "application/json",
                 "Content-Type": "application/json",
                 "authorization": "Bearer second",
