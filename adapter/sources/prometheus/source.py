@@ -388,9 +388,15 @@ class PrometheusSource:
                 for index, query in enumerate(queries_of(rule))
             )
         )
+        # Built in a worker thread: at 10,000 pods a build is 0.3 to 0.4 s of Python that,
+        # on the event loop, would hold every read, discovery and health check that long.
+        # The builders are pure (they read the vectors, share nothing); the swap stays here.
+        now = self._clock()
         if isinstance(rule, FamilyRule):
-            return snapshot.build_families(rule, vectors, self._clock(), self._staleness)
-        return snapshot.build(rule, vectors[0], self._clock(), self._staleness)
+            return await asyncio.to_thread(
+                snapshot.build_families, rule, vectors, now, self._staleness
+            )
+        return await asyncio.to_thread(snapshot.build, rule, vectors[0], now, self._staleness)
 
     async def _query(
         self,

@@ -433,8 +433,9 @@ _SUFFIX: Final = b"]}}"
 _FIRST_ROW: Final = re.compile(rb'\{"metric":\{([^{}]*)\},"value":\[')
 _LABEL: Final = re.compile(rb'"([^"]*)":"[^"]*"')
 _NUMBER: Final = rb"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
-_CHUNK: Final = 1 << 20
-"""Bytes of rows decoded at once, bounding the transient objects to a few MB."""
+_CHUNK: Final = 1 << 18
+"""Bytes of rows decoded at once: bounds the transient objects, and how long one
+``findall`` holds the GIL (the decoding thread then lets the event loop run)."""
 
 
 @lru_cache(maxsize=64)
