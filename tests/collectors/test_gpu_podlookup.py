@@ -6,6 +6,7 @@ from aiohttp import web
 
 from collectors.gpu.model import PodUID
 from collectors.gpu.podlookup import ApiServerPodLookup, pods_from_list
+from tests.fakes.serving import serving
 
 POD_LIST: dict[str, Any] = {
     "kind": "PodList",
@@ -39,19 +40,14 @@ async def test_refresh_lists_this_nodes_pods_with_the_token() -> None:
 
     app = web.Application()
     app.router.add_get("/api/v1/pods", pods)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    lookup = ApiServerPodLookup(f"http://127.0.0.1:{port}", "gpu-node-1", token="t0k")
-    try:
-        assert lookup.lookup(PodUID("u1")) is None
-        await lookup.refresh_once()
-        ref = lookup.lookup(PodUID("u1"))
-        assert ref is not None
-        assert ref.name == "web-1"
-        assert seen == [("spec.nodeName=gpu-node-1", "Bearer t0k")]
-    finally:
-        await lookup.close()
-        await runner.cleanup()
+    async with serving(app) as url:
+        lookup = ApiServerPodLookup(url, "gpu-node-1", token="t0k")
+        try:
+            assert lookup.lookup(PodUID("u1")) is None
+            await lookup.refresh_once()
+            ref = lookup.lookup(PodUID("u1"))
+            assert ref is not None
+            assert ref.name == "web-1"
+            assert seen == [("spec.nodeName=gpu-node-1", "Bearer t0k")]
+        finally:
+            await lookup.close()

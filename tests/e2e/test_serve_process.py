@@ -17,6 +17,7 @@ import yaml
 
 from adapter.demo.certs import make_client_credentials
 from adapter.demo.stack import demo_pods, free_port, pod_list, serve_command
+from tests.fakes.serving import serving
 from tests.support.kubectl import kubectl, write_kubeconfig
 
 RULES_V1 = {
@@ -205,27 +206,23 @@ async def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
 
     app = web.Application()
     app.router.add_route("*", "/api/v1/query", slow_query)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = Adapter(tmp_path, f"http://127.0.0.1:{runner.addresses[0][1]}")
-    try:
-        read = asyncio.create_task(
-            kubectl(
-                server.kubeconfig,
-                "get",
-                "--raw",
-                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/%2A/tokens_per_second"
-                "?metricLabelSelector=model%3Dllama",
+    async with serving(app) as url:
+        server = Adapter(tmp_path, url)
+        try:
+            read = asyncio.create_task(
+                kubectl(
+                    server.kubeconfig,
+                    "get",
+                    "--raw",
+                    "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/%2A/tokens_per_second"
+                    "?metricLabelSelector=model%3Dllama",
+                )
             )
-        )
-        await asyncio.wait_for(arrived.wait(), 20)
-        server.proc.send_signal(signal.SIGTERM)
-        result = await read
-        assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout)["items"] == []
-        assert await asyncio.to_thread(server.proc.wait, 30) == 0
-    finally:
-        server.stop()
-        await runner.cleanup()
+            await asyncio.wait_for(arrived.wait(), 20)
+            server.proc.send_signal(signal.SIGTERM)
+            result = await read
+            assert result.returncode == 0, result.stderr
+            assert json.loads(result.stdout)["items"] == []
+            assert await asyncio.to_thread(server.proc.wait, 30) == 0
+        finally:
+            server.stop()

@@ -29,6 +29,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.serving import serving
+
 CM_NAMESPACE = "kube-system"
 CM_NAME = "extension-apiserver-authentication"
 
@@ -250,12 +252,5 @@ async def serve_auth_api(state: KubeAuthState) -> AsyncIterator[str]:
     """Run the fake alone on 127.0.0.1 (plain HTTP); yields its base URL."""
     app = web.Application()
     add_auth_routes(app, state)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app, shutdown_timeout=1.0) as url:
+        yield url

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from adapter import __version__
 from adapter.kube.k8s import Configuration, KubeClient, defer_package_init, is_deferred
+from tests.fakes.serving import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -206,38 +207,34 @@ async def test_a_request_as_the_generated_client_sent_it() -> None:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    configuration = Configuration(host=f"http://127.0.0.1:{runner.addresses[0][1]}")
     tokens = iter(["first", "second"])
 
     def refresh(config: Configuration) -> None:
         config.api_key["BearerToken"] = next(tokens)
 
-    configuration.api_key["BearerToken"] = "expired"
-    configuration.api_key_prefix["BearerToken"] = "Bearer"
-    configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]  # typed as None
-    client = KubeClient(configuration)
-    try:
-        query: list[tuple[str, str | int | bool]] = [
-            ("labelSelector", "app in (a,b),tier=x/y"),
-            ("limit", 5),
-            ("watch", True),
-        ]
-        async with await client.request("GET", "/api/v1/pods", query=query) as response:
-            status = response.status
-        post = await client.request(
-            "POST",
-            "/apis/authentication.k8s.io/v1/tokenreviews",
-            headers={"Accept": "application/json", "Content-Type": "application/json"},
-            body={"spec": {"token": "t"}},
-        )
-        post.release()
-    finally:
-        await client.close()
-        await runner.cleanup()
+    async with serving(app) as url:
+        configuration = Configuration(host=url)
+        configuration.api_key["BearerToken"] = "expired"
+        configuration.api_key_prefix["BearerToken"] = "Bearer"
+        configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]  # typed as None
+        client = KubeClient(configuration)
+        try:
+            query: list[tuple[str, str | int | bool]] = [
+                ("labelSelector", "app in (a,b),tier=x/y"),
+                ("limit", 5),
+                ("watch", True),
+            ]
+            async with await client.request("GET", "/api/v1/pods", query=query) as response:
+                status = response.status
+            post = await client.request(
+                "POST",
+                "/apis/authentication.k8s.io/v1/tokenreviews",
+                headers={"Accept": "application/json", "Content-Type": "application/json"},
+                body={"spec": {"token": "t"}},
+            )
+            post.release()
+        finally:
+            await client.close()
 
     assert status == 201
     assert seen == [
